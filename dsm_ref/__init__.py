@@ -5,6 +5,7 @@ Modules flow one way: ``dct -> dswg -> mixers -> models -> (train, ablation, ben
 """
 
 from . import dct, spectrum
+from .models import create_model, list_models
 from .utils import compare, environment_info, pick_device, sample_image, seed_everything
 
 __version__ = "0.1.0"
@@ -12,6 +13,8 @@ __version__ = "0.1.0"
 __all__ = [
     "dct",
     "spectrum",
+    "create_model",
+    "list_models",
     "compare",
     "environment_info",
     "pick_device",

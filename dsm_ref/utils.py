@@ -124,14 +124,16 @@ SAMPLE_IMAGES = {
 }
 
 
-def sample_image(name: str = "grace_hopper", *, size: int | None = None, gray: bool = True) -> Tensor:
+def sample_image(
+    name: str = "grace_hopper", *, size: int | None = None, gray: bool = True
+) -> Tensor:
     """A real photograph shipped with matplotlib, as a float tensor in ``[0, 1]``.
 
     Returns ``(H, W)`` if ``gray`` else ``(3, H, W)``; ``size`` resizes the shorter side
     (antialiased) so that notebooks stay fast on a laptop CPU.
     """
-    from matplotlib import cbook
     import matplotlib.image as mpimg
+    from matplotlib import cbook
 
     if name not in SAMPLE_IMAGES:
         raise ValueError(f"unknown sample image {name!r}; expected one of {sorted(SAMPLE_IMAGES)}")

@@ -1,0 +1,240 @@
+"""Token mixers with one call signature, so a block can swap them (timm's MetaFormer pattern).
+
+Every mixer is built as ``Mixer(dim, input_size, **options)`` and maps channels-last tokens
+``(B, H, W, C) -> (B, H, W, C)``. ``input_size`` is the ``(H, W)`` the mixer is built for; the
+spectral ones resize their weights when a different size comes in (train at 224, run at 288 or
+320x256), and load state dicts saved at another size.
+
+Defined in notebook 04.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .dct import dct2, idct2
+from .dswg import DynamicSpectrumWeights
+
+__all__ = [
+    "DynamicSpectrumMixer",
+    "GlobalFilter",
+    "Attention",
+    "DepthwiseConvMixer",
+    "IdentityMixer",
+    "STATIC_INITS",
+    "resize_spectral_weight",
+]
+
+STATIC_INITS = ("random", "ones")
+
+
+def resize_spectral_weight(weight: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of a spectral weight ``(H0, W0, ...) -> (H, W, ...)``.
+
+    Used every forward where the input size differs from the build size and when a state dict of
+    another size is loaded. Traceable: no Python branching on tensor values.
+    """
+    if tuple(weight.shape[:2]) == tuple(size):
+        return weight
+    trailing = weight.shape[2:]
+    grid = weight.reshape(weight.shape[0], weight.shape[1], -1).permute(2, 0, 1)[None]
+    resized = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+    return resized[0].permute(1, 2, 0).reshape(*size, *trailing)
+
+
+def _check_tokens(x: Tensor, dim: int, name: str) -> None:
+    if x.ndim != 4 or x.shape[-1] != dim:
+        raise ValueError(
+            f"{name} expects channels-last tokens (B, H, W, C={dim}), got shape {tuple(x.shape)}"
+        )
+
+
+class _SpectralWeightResizing(nn.Module):
+    """Mixin for mixers with a ``spectral_weight`` built for ``input_size``.
+
+    A state dict saved at another size is resized on load, so checkpoints move across resolutions.
+    """
+
+    spectral_weight: nn.Parameter
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "spectral_weight"
+        if key in state_dict:
+            stored = state_dict[key]
+            if stored.shape[2:] == self.spectral_weight.shape[2:]:
+                state_dict[key] = resize_spectral_weight(stored, self.spectral_weight.shape[:2])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class DynamicSpectrumMixer(_SpectralWeightResizing):
+    """The DSM token mixer: ``y = proj(idct2(S * W0 * A(S)))`` with ``S = dct2(x)``.
+
+    ``x: (B, H, W, C) -> (B, H, W, C)``. ``W0`` is a learnable static spectral weight
+    ``(H0, W0, C)`` shared by all inputs; ``A(S)`` the per-image band weights of the DSWG
+    (:class:`~dsm_ref.dswg.DynamicSpectrumWeights`). ``dynamic=False`` drops ``A``: the static
+    ablation, same everything else.
+
+    Args:
+        dim: channels ``C``.
+        input_size: ``(H0, W0)`` the static weight is built for.
+        dynamic: use the DSWG.
+        spectrum_length: ``L`` of the DSWG, capped at ``min(L, H0, W0)``; ``None`` means one band
+            per coefficient (``L = max(H0, W0)``, the "full" spectrum length).
+        static_init: start of ``W0``. paper: not stated / ours: ``"random"``, ``0.02 * N(0, 1)``
+            as GFNet / why: a prototype saw an all-ones start cost the static arm ~5 points on
+            CIFAR-10; ``"ones"`` is kept for the initialisation ablation.
+        dct_method: ``"matmul"`` (exact, ONNX-exportable, bf16 on GPU) or ``"fft"``.
+        **dswg_options: passed to the DSWG (``num_groups``, ``gate``, ``pool``, ...).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        input_size: tuple[int, int],
+        *,
+        dynamic: bool = True,
+        spectrum_length: int | None = 4,
+        static_init: str = "random",
+        dct_method: str = "matmul",
+        **dswg_options,
+    ) -> None:
+        super().__init__()
+        if static_init not in STATIC_INITS:
+            raise ValueError(f"static_init must be one of {STATIC_INITS}, got {static_init!r}")
+        height, width = input_size
+        self.dim = dim
+        self.input_size = (height, width)
+        self.static_init = static_init
+        self.dct_method = dct_method
+        self.spectral_weight = nn.Parameter(torch.empty(height, width, dim))
+        full_length = max(height, width)
+        length = full_length if spectrum_length is None else min(spectrum_length, height, width)
+        self.dswg = DynamicSpectrumWeights(dim, max(1, length), **dswg_options) if dynamic else None
+        self.proj = nn.Linear(dim, dim)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        if self.static_init == "ones":
+            nn.init.ones_(self.spectral_weight)
+        else:
+            nn.init.normal_(self.spectral_weight, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, self.dim, type(self).__name__)
+        _, h, w, _ = x.shape
+        spectrum = dct2(x, dims=(1, 2), method=self.dct_method)
+        weight = resize_spectral_weight(self.spectral_weight, (h, w)).to(spectrum.dtype)
+        filtered = spectrum * weight
+        if self.dswg is not None:
+            filtered = filtered * self.dswg(spectrum)
+        return self.proj(idct2(filtered, dims=(1, 2), method=self.dct_method))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, input_size={self.input_size}, static_init={self.static_init!r}"
+
+
+class GlobalFilter(_SpectralWeightResizing):
+    """GFNet's global filter: ``y = proj(irfft2(rfft2(x) * K))``, optionally with a DSWG.
+
+    ``x: (B, H, W, C) -> (B, H, W, C)``. ``K`` is a complex weight ``(H0, W0 // 2 + 1, C)``
+    stored as ``(..., 2)`` real, initialised ``0.02 * N(0, 1)`` as GFNet does, resized bilinearly
+    for other input sizes. Multiplication in the DFT domain is a *circular* convolution: it wraps
+    around the image borders, which the DCT's symmetric extension does not.
+    ``dynamic=True`` adds the DSWG on ``|rfft2(x)|`` (rows folded to ``|frequency|``): the
+    dynamic-DFT arm of the transform ablation. The projection matches the DSM mixer's.
+    The FFT runs in float32 (half-precision FFTs are limited to power-of-two sizes on CUDA).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        input_size: tuple[int, int],
+        *,
+        dynamic: bool = False,
+        spectrum_length: int | None = 4,
+        **dswg_options,
+    ) -> None:
+        super().__init__()
+        height, width = input_size
+        self.dim = dim
+        self.input_size = (height, width)
+        self.spectral_weight = nn.Parameter(torch.empty(height, width // 2 + 1, dim, 2))
+        length = max(height, width) if spectrum_length is None else spectrum_length
+        length = max(1, min(length, height // 2 + 1, width // 2 + 1))
+        self.dswg = (
+            DynamicSpectrumWeights(dim, length, layout="rfft", **dswg_options) if dynamic else None
+        )
+        self.proj = nn.Linear(dim, dim)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        nn.init.normal_(self.spectral_weight, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, self.dim, type(self).__name__)
+        _, h, w, _ = x.shape
+        spectrum = torch.fft.rfft2(x.float(), dim=(1, 2), norm="ortho")
+        weight = resize_spectral_weight(self.spectral_weight, (h, w // 2 + 1))
+        filtered = spectrum * torch.view_as_complex(weight.float().contiguous())
+        if self.dswg is not None:
+            filtered = filtered * self.dswg(spectrum)
+        y = torch.fft.irfft2(filtered, s=(h, w), dim=(1, 2), norm="ortho")
+        return self.proj(y.to(x.dtype))
+
+
+class Attention(nn.Module):
+    """Global multi-head self-attention over the ``H * W`` tokens (through SDPA).
+
+    ``x: (B, H, W, C) -> (B, H, W, C)``; ``head_dim`` channels per head (``C % head_dim == 0``,
+    else one head). No position encoding: the block's other mixers have none either.
+    """
+
+    def __init__(self, dim: int, input_size: tuple[int, int] | None = None, *,
+                 head_dim: int = 32, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_heads = dim // head_dim if dim % head_dim == 0 and dim >= head_dim else 1
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, self.dim, type(self).__name__)
+        b, h, w, c = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, h, w, c))
+
+
+class DepthwiseConvMixer(nn.Module):
+    """Depthwise ``k x k`` convolution, then the pointwise projection. ``(B, H, W, C)`` in/out."""
+
+    def __init__(self, dim: int, input_size: tuple[int, int] | None = None, *,
+                 kernel_size: int = 7) -> None:
+        super().__init__()
+        self.dim = dim
+        self.conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, self.dim, type(self).__name__)
+        return self.proj(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+
+class IdentityMixer(nn.Module):
+    """No token mixing: only the pointwise projection every other mixer ends with.
+
+    The "no spectral mixing" arm of the transform ablation: what the MLP body achieves alone.
+    """
+
+    def __init__(self, dim: int, input_size: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, self.dim, type(self).__name__)
+        return self.proj(x)
+

@@ -1,0 +1,111 @@
+"""dsm_ref.viz: the pure helpers behind the notebooks' figures and widgets."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from dsm_ref import spectrum as S
+from dsm_ref import viz
+
+
+@pytest.fixture
+def image() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(12, 16, generator=generator, dtype=torch.float64)
+
+
+def test_fft_radial_frequency_units_match_the_dct():
+    fft_radius = viz.fft_radial_frequency(8, 12)
+    assert fft_radius.shape == (8, 12)
+    assert fft_radius[0, 0] == 0
+    assert 0 <= fft_radius.min() and fft_radius.max() <= 1
+    # FFT bin k has the frequency of DCT coefficient 2k; bins k and -k the same.
+    dct_radius = S.radial_frequency(8, 12)
+    torch.testing.assert_close(fft_radius[:4, :6], dct_radius[::2, ::2])
+    torch.testing.assert_close(fft_radius[1:, 1:], fft_radius[1:, 1:].flip(0, 1))
+
+
+def test_fft_filter_identity_and_wrap_around():
+    x = torch.rand(10, 10, dtype=torch.float64)
+    torch.testing.assert_close(viz.fft_filter(x, torch.ones(10, 10)), x)
+    # A low-pass of a delta at the left border: the FFT leaks onto the right border,
+    # the DCT (symmetric extension) does not.
+    delta = torch.zeros(32, 32, dtype=torch.float64)
+    delta[16, 0] = 1.0
+    fft_response = viz.fft_filter(delta, (viz.fft_radial_frequency(32, 32) < 0.25).double())
+    dct_response = S.filter_spectrum(delta, S.lowpass_mask(32, 32, 0.25).double())
+    assert fft_response[16, -1].abs() > 0.5 * fft_response[16, 1].abs()
+    assert dct_response[16, -1].abs() < 0.1 * dct_response[16, 1].abs()
+
+
+def test_radial_filter_panels_partition_the_image(image):
+    low = viz.radial_filter(image, 0.0, 0.2)
+    assert set(low) == {"image", "log spectrum", "mask", "filtered"}
+    assert all(v.shape == image.shape for v in low.values())
+    high = viz.radial_filter(image, 0.2, 2.0)
+    torch.testing.assert_close(low["filtered"] + high["filtered"], image)
+    torch.testing.assert_close(viz.radial_filter(image, 0.0, 1.0)["filtered"], image)
+
+
+def test_band_filter_identity_and_gains(image):
+    bands = S.block_bands(12, 16, 2)
+    panels = viz.band_filter(image, bands, [1.0, 1.0, 1.0, 1.0])
+    torch.testing.assert_close(panels["filtered"], image)
+    assert set(panels) == {"image", "log spectrum", "weights", "filtered"}
+    only_dc_band = viz.band_filter(image, bands, [1.0, 0.0, 0.0, 0.0])
+    expected = S.filter_spectrum(image, (bands == 0).double())
+    torch.testing.assert_close(only_dc_band["filtered"], expected)
+
+
+def test_band_energy_fractions(image):
+    bands = S.block_bands(12, 16, 3)
+    fractions = viz.band_energy(image, bands)
+    assert fractions.shape == (9,)
+    torch.testing.assert_close(fractions.sum(), torch.tensor(1.0, dtype=torch.float64))
+    energy = S.dct2(image).pow(2)
+    torch.testing.assert_close(fractions[4], energy[bands == 4].sum() / energy.sum())
+    constant = torch.full((12, 16), 0.5)
+    assert viz.band_energy(constant, bands)[0] == pytest.approx(1.0)
+    assert viz.band_energy(image, bands, exclude_dc=True)[0] < fractions[0]
+    with pytest.raises(ValueError, match="no energy"):
+        viz.band_energy(constant, bands, exclude_dc=True)
+    with pytest.raises(ValueError, match="band_ids"):
+        viz.band_energy(image, S.block_bands(4, 4, 2))
+
+
+def test_figures_have_one_axis_per_panel(image):
+    fig = viz.show_panels(
+        [viz.radial_filter(image, 0, 0.3), {"image": image}], row_titles=["a", "b"]
+    )
+    assert len(fig.axes) == 8
+    plt.close(fig)
+    bands = S.block_bands(12, 16, 2)
+    profiles = {
+        "a": viz.band_energy(image, bands),
+        "b": viz.band_energy(image.T.contiguous(), S.block_bands(16, 12, 2)),
+    }
+    fig = viz.show_band_energy(profiles, 2)
+    assert len(fig.axes) == 3  # two heatmaps and a colorbar
+    plt.close(fig)
+
+
+def test_widgets_have_one_control_per_band_and_update(image):
+    pytest.importorskip("ipywidgets")
+    n_figures = len(plt.get_fignums())
+    radial = viz.radial_filter_widget(image)
+    assert radial.kwargs["band"] == pytest.approx((0.0, 0.2))
+    radial.children[0].value = (0.1, 0.5)
+    radial.update()
+    bands = S.zigzag_bands(12, 16, 5)
+    gains = viz.band_gain_widget(image, bands)
+    assert len(gains.kwargs) == 5
+    gains.children[2].value = 0.0
+    gains.update()
+    assert gains.kwargs["g2"] == 0.0
+    assert len(plt.get_fignums()) == n_figures  # every update closes its figure
+    with pytest.raises(ValueError, match="expected 5 gains"):
+        viz.band_gain_widget(image, bands, gains=[1.0, 1.0])
