@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -82,8 +81,10 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF_DTYPES else dtype
 
 
-@lru_cache(maxsize=256)
-def _cached_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+_MATRIX_CACHE: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
+def _build_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     # Built outside inference mode so that a matrix first made under torch.inference_mode()
     # can still be saved for backward in a later training step.
     with torch.inference_mode(False), torch.no_grad():
@@ -100,8 +101,11 @@ def dct_matrix(
     """The orthonormal DCT-II matrix ``C`` of size ``(n, n)``: ``X = C @ x``, ``x = C.T @ X``.
 
     Row ``k`` is the ``k``-th cosine basis vector. Cached per (n, dtype, device): the returned
-    tensor is shared, do not modify it in place.
+    tensor is shared, do not modify it in place. Matrices built while a tracer or exporter runs
+    (fake or functional tensors) are used but not cached.
     """
+    if isinstance(n, Tensor):  # a traced shape (ONNX export): the size is fixed in the graph
+        n = int(n)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if not dtype.is_floating_point:
@@ -109,7 +113,13 @@ def dct_matrix(
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return _cached_matrix(n, dtype, device)
+    key = (n, dtype, device)
+    mat = _MATRIX_CACHE.get(key)
+    if mat is None:
+        mat = _build_matrix(n, dtype, device)
+        if type(mat) is Tensor and not torch.compiler.is_compiling():
+            _MATRIX_CACHE[key] = mat
+    return mat
 
 
 def _apply_matrix(x: Tensor, mat: Tensor, dim: int) -> Tensor:

@@ -5,7 +5,7 @@ generation layer emphasises informative frequency bands and diminishes others; i
 frequency features and computes a weight per band with a two-layer MLP; the "spectrum length"
 can be small. Everything else below is our documented choice (DESIGN.md section 2):
 
-1. band descriptor: ``log(1 + |S|)`` (or ``|S|`` divided by its per-image mean), averaged over
+1. band descriptor: ``log(1 + |S|)`` (or ``|S|`` over its per-image mean) per channel, averaged over
    the channels of each of ``num_groups`` groups, then pooled (mean or max) over each of an
    ``L x L`` grid of rectangular bands -> ``(B, G, L, L)``;
 2. a two-layer MLP over all ``G * L * L`` band descriptors -> band logits ``(B, G, L*L)``; its
@@ -120,18 +120,28 @@ class DynamicSpectrumWeights(nn.Module):
             band_index(w, length, folded=False, device=device),
         )
 
+    def _pooling_matrices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """One-hot band membership of each row ``(H, L)`` and column ``(W, L)``."""
+        rows, cols = self._band_indices(h, w, device)
+        length = self.spectrum_length
+        return F.one_hot(rows, length).float(), F.one_hot(cols, length).float()
+
     def band_descriptors(self, spectrum: Tensor) -> Tensor:
-        """Band descriptors ``(B, G, L, L)`` of a real or complex spectrum ``(B, H, W, C)``."""
+        """Band descriptors ``(B, G, L, L)`` of a real or complex spectrum ``(B, H, W, C)``.
+
+        A band with no coefficient (``H < L`` or ``W < L``) gets the descriptor 0.
+        """
         b, h, w, c = spectrum.shape
-        magnitude = spectrum.abs().float()
-        magnitude = magnitude.reshape(b, h, w, self.num_groups, c // self.num_groups).mean(-1)
+        magnitude = spectrum.abs()
+        if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
+            magnitude = magnitude.float()
         if self.descriptor == "log":
             features = torch.log1p(magnitude)
         else:
             features = magnitude / magnitude.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
-        rows, cols = self._band_indices(h, w, spectrum.device)
-        row_onehot = F.one_hot(rows, self.spectrum_length).to(features.dtype)  # (H, L)
-        col_onehot = F.one_hot(cols, self.spectrum_length).to(features.dtype)  # (W, L)
+        features = features.reshape(b, h, w, self.num_groups, c // self.num_groups).mean(-1)
+        row_onehot, col_onehot = self._pooling_matrices(h, w, spectrum.device)
+        row_onehot, col_onehot = row_onehot.to(features.dtype), col_onehot.to(features.dtype)
         if self.pool == "mean":
             summed = torch.einsum("bhwg,hl,wm->bglm", features, row_onehot, col_onehot)
             counts = torch.outer(row_onehot.sum(0), col_onehot.sum(0))  # (L, L); 0 = empty band
@@ -148,13 +158,20 @@ class DynamicSpectrumWeights(nn.Module):
         return pooled.permute(0, 3, 1, 2)
 
     def band_weights(self, spectrum: Tensor) -> Tensor:
-        """Gated weight of each band, ``(B, G, L, L)``: the selector's decision per image."""
-        descriptors = self.band_descriptors(spectrum)
-        b = descriptors.shape[0]
+        """Gated weight of each band, ``(B, G, L, L)``: the selector's decision per image.
+
+        The softmax gate spreads a mean of 1 over the bands that hold coefficients; an empty
+        band (input smaller than ``L`` on an axis) gets weight 0 and is never used.
+        """
+        b, h, w, _ = spectrum.shape
+        descriptors = self.band_descriptors(spectrum).to(self.fc1.weight.dtype)
         logits = self.fc2(self.act(self.fc1(descriptors.reshape(b, -1))))
         logits = logits.reshape(b, self.num_groups, -1)
         if self.gate == "softmax":
-            weights = logits.shape[-1] * torch.softmax(logits, dim=-1)
+            row_onehot, col_onehot = self._pooling_matrices(h, w, spectrum.device)
+            occupied = torch.outer(row_onehot.sum(0), col_onehot.sum(0)).flatten() > 0
+            logits = logits.masked_fill(~occupied, float("-inf"))
+            weights = occupied.sum() * torch.softmax(logits, dim=-1)
         elif self.gate == "2sigmoid":
             weights = 2.0 * torch.sigmoid(logits)
         else:

@@ -80,8 +80,10 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         dim: channels ``C``.
         input_size: ``(H0, W0)`` the static weight is built for.
         dynamic: use the DSWG.
-        spectrum_length: ``L`` of the DSWG, capped at ``min(L, H0, W0)``; ``None`` means one band
-            per coefficient (``L = max(H0, W0)``, the "full" spectrum length).
+        spectrum_length: ``L`` of the DSWG. Not capped at the stage size: a 7x7 stage with
+            ``L = 8`` has a few empty bands, and the DSWG's size never depends on the resolution,
+            so checkpoints load at any input size. ``None`` means one band per coefficient at
+            the build size (``L = max(H0, W0)``, the "full" spectrum length, tied to that size).
         static_init: start of ``W0``. paper: not stated / ours: ``"random"``, ``0.02 * N(0, 1)``
             as GFNet / why: a prototype saw an all-ones start cost the static arm ~5 points on
             CIFAR-10; ``"ones"`` is kept for the initialisation ablation.
@@ -109,9 +111,8 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         self.static_init = static_init
         self.dct_method = dct_method
         self.spectral_weight = nn.Parameter(torch.empty(height, width, dim))
-        full_length = max(height, width)
-        length = full_length if spectrum_length is None else min(spectrum_length, height, width)
-        self.dswg = DynamicSpectrumWeights(dim, max(1, length), **dswg_options) if dynamic else None
+        length = max(height, width) if spectrum_length is None else spectrum_length
+        self.dswg = DynamicSpectrumWeights(dim, length, **dswg_options) if dynamic else None
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
@@ -161,8 +162,8 @@ class GlobalFilter(_SpectralWeightResizing):
         self.dim = dim
         self.input_size = (height, width)
         self.spectral_weight = nn.Parameter(torch.empty(height, width // 2 + 1, dim, 2))
-        length = max(height, width) if spectrum_length is None else spectrum_length
-        length = max(1, min(length, height // 2 + 1, width // 2 + 1))
+        full_length = max(height // 2 + 1, width // 2 + 1)
+        length = full_length if spectrum_length is None else spectrum_length
         self.dswg = (
             DynamicSpectrumWeights(dim, length, layout="rfft", **dswg_options) if dynamic else None
         )

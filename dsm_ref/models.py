@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 
 from .layers import Downsample, DropPath, LayerScale, Mlp, PatchStem
@@ -164,7 +163,8 @@ class DSM(nn.Module):
         self.min_input_size = stem_stride * 2 ** (len(dims) - 1)
         self.features_only = features_only
         mixer = _resolve_mixer(token_mixer, mixer_options)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
 
         self.stem = PatchStem(in_chans, dims[0], stem_stride)
         size = (height // stem_stride, width // stem_stride)

@@ -32,6 +32,10 @@ __all__ = [
     "band_gain_widget",
 ]
 
+# Images are in [0, 1]; their DCT coefficients are mostly << 1, where log1p is nearly linear.
+# The "log spectrum" panels show the spectrum of the image in 8-bit units (0..255) instead.
+LOG_SPECTRUM_SCALE = 255.0
+
 # How each named panel is drawn (imshow keyword arguments); other names are auto-scaled.
 PANEL_STYLES: dict[str, dict[str, Any]] = {
     "image": {"cmap": "gray", "vmin": 0.0, "vmax": 1.0},
@@ -67,14 +71,15 @@ def fft_filter(image: Tensor, weights: Tensor) -> Tensor:
 def radial_filter(image: Tensor, low: float, high: float) -> dict[str, Tensor]:
     """Band-pass by radius on the DCT: the four panels a filtering widget shows.
 
-    ``image: (H, W)`` -> ``{"image", "log spectrum", "mask", "filtered"}``, each ``(H, W)``.
+    ``image: (H, W)`` in ``[0, 1]`` -> ``{"image", "log spectrum", "mask", "filtered"}``, each
+    ``(H, W)``; the log spectrum is that of ``image * LOG_SPECTRUM_SCALE`` (8-bit units).
     ``low = 0`` is a low-pass, ``high >= 1`` a high-pass (see :func:`spectrum.radial_mask`).
     """
     h, w = image.shape[-2:]
     mask = spectrum.radial_mask(h, w, low, high, device=image.device).to(image.dtype)
     return {
         "image": image,
-        "log spectrum": spectrum.log_spectrum(image),
+        "log spectrum": spectrum.log_spectrum(image * LOG_SPECTRUM_SCALE),
         "mask": mask,
         "filtered": spectrum.filter_spectrum(image, mask),
     }
@@ -92,7 +97,7 @@ def band_filter(
     weights = spectrum.band_gains_to_weights(gains_t, band_ids.to(image.device))
     return {
         "image": image,
-        "log spectrum": spectrum.log_spectrum(image),
+        "log spectrum": spectrum.log_spectrum(image * LOG_SPECTRUM_SCALE),
         "weights": weights,
         "filtered": spectrum.filter_spectrum(image, weights),
     }
@@ -175,7 +180,12 @@ def show_band_energy(
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(
-        1, len(profiles), figsize=(size * len(profiles), size * 1.1), dpi=dpi, squeeze=False
+        1,
+        len(profiles),
+        figsize=(size * len(profiles) + 1.0, size * 1.1),
+        dpi=dpi,
+        squeeze=False,
+        layout="constrained",
     )
     for ax, (name, fractions) in zip(axes[0], profiles.items(), strict=True):
         grid = np.log10(np.maximum(_to_numpy(fractions).reshape(length, length), 1e-8))

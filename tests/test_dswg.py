@@ -1,0 +1,136 @@
+"""dsm_ref.dswg.DynamicSpectrumWeights: shapes, gates, pooling, expansion, content dependence."""
+
+import pytest
+import torch
+
+from dsm_ref.dswg import GATES, DynamicSpectrumWeights, band_index
+from dsm_ref.spectrum import band_gains_to_weights, block_bands
+
+
+def _randomize(dswg: DynamicSpectrumWeights, seed: int = 0) -> DynamicSpectrumWeights:
+    torch.manual_seed(seed)
+    torch.nn.init.normal_(dswg.fc2.weight, std=0.5)
+    return dswg
+
+
+@pytest.mark.parametrize("h,w", [(14, 14), (7, 9), (3, 2), (1, 1), (33, 8)])
+@pytest.mark.parametrize("length", [1, 4, 8])
+def test_shapes_any_size(h, w, length):
+    dswg = _randomize(DynamicSpectrumWeights(16, length, num_groups=4))
+    spectrum = torch.randn(2, h, w, 16)
+    out = dswg(spectrum)
+    assert out.shape == (2, h, w, 16) and torch.isfinite(out).all()
+    assert dswg.band_weights(spectrum).shape == (2, 4, length, length)
+
+
+@pytest.mark.parametrize("gate,start", [("softmax", 1.0), ("2sigmoid", 1.0), ("sigmoid", 0.5)])
+def test_zero_initialised_last_layer_gives_the_gate_mean(gate, start):
+    dswg = DynamicSpectrumWeights(8, 4, num_groups=2, gate=gate)
+    out = dswg(torch.randn(3, 10, 12, 8))
+    torch.testing.assert_close(out, torch.full_like(out, start))
+
+
+def test_softmax_gate_spreads_mean_one_over_occupied_bands_only():
+    dswg = _randomize(DynamicSpectrumWeights(8, 4, num_groups=2, gate="softmax"))
+    weights = dswg.band_weights(torch.randn(3, 2, 16, 8))  # 2 rows: band rows 1 and 3 empty
+    assert torch.all(weights[:, :, [1, 3]] == 0)
+    torch.testing.assert_close(weights[:, :, [0, 2]].mean(dim=(2, 3)), torch.ones(3, 2))
+    fresh = DynamicSpectrumWeights(8, 4, num_groups=2)
+    torch.testing.assert_close(fresh(torch.randn(1, 2, 3, 8)), torch.ones(1, 2, 3, 8))
+
+
+def test_softmax_gate_has_mean_one_per_group_after_training_starts():
+    dswg = _randomize(DynamicSpectrumWeights(8, 4, num_groups=2, gate="softmax"))
+    weights = dswg.band_weights(torch.randn(5, 16, 16, 8))
+    torch.testing.assert_close(weights.mean(dim=(2, 3)), torch.ones(5, 2))
+    assert weights.std() > 0.01
+
+
+def test_mean_pooling_matches_loops():
+    dswg = DynamicSpectrumWeights(6, 3, num_groups=2)
+    spectrum = torch.randn(2, 7, 5, 6)
+    got = dswg.band_descriptors(spectrum)
+    feats = torch.log1p(spectrum.abs()).reshape(2, 7, 5, 2, 3).mean(-1)
+    bands = block_bands(7, 5, 3)
+    for b in range(2):
+        for g in range(2):
+            for band in range(9):
+                expected = feats[b, :, :, g][bands == band].mean()
+                torch.testing.assert_close(got[b, g].flatten()[band], expected)
+
+
+def test_max_pooling_matches_loops_and_zeroes_empty_bands():
+    dswg = DynamicSpectrumWeights(4, 4, num_groups=1, pool="max", descriptor="normalized")
+    spectrum = torch.randn(2, 3, 6, 4)  # 3 rows < 4 bands: one band row is empty
+    got = dswg.band_descriptors(spectrum)
+    mag = spectrum.abs()
+    feats = (mag / mag.mean(dim=(1, 2), keepdim=True)).mean(-1)
+    bands = block_bands(3, 6, 4)
+    for b in range(2):
+        for band in range(16):
+            members = feats[b][bands == band]
+            expected = members.max() if members.numel() else torch.tensor(0.0)
+            torch.testing.assert_close(got[b, 0].flatten()[band], expected)
+
+
+def test_expansion_is_nearest_per_band_and_per_group():
+    dswg = DynamicSpectrumWeights(6, 2, num_groups=3)
+    band_weights = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 2, 2)
+    out = dswg.expand(band_weights, 5, 7)
+    bands = block_bands(5, 7, 2)
+    for g in range(3):
+        expected = band_gains_to_weights(band_weights[:, g].reshape(2, 4), bands)
+        for c in (2 * g, 2 * g + 1):  # channels of group g
+            torch.testing.assert_close(out[..., c], expected)
+
+
+def test_weights_depend_on_content():
+    dswg = _randomize(DynamicSpectrumWeights(8, 4, num_groups=2))
+    smooth = torch.zeros(1, 16, 16, 8)
+    smooth[:, :2, :2] = 5.0  # energy in the lowest band only
+    textured = torch.zeros(1, 16, 16, 8)
+    textured[:, 8:, 8:] = 5.0  # energy at high frequencies
+    difference = (dswg.band_weights(smooth) - dswg.band_weights(textured)).abs().max()
+    assert difference > 0.05
+
+
+def test_rfft_layout_folds_rows():
+    idx = band_index(8, 2, folded=True, device=torch.device("cpu"))
+    # rows 0..7 carry |frequency| 0,1,2,3,4,3,2,1 of 5 distinct values -> bands 0,0,0,1,1,1,0,0
+    assert idx.tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+    dswg = DynamicSpectrumWeights(4, 2, num_groups=1, layout="rfft")
+    out = _randomize(dswg)(torch.randn(2, 8, 5, 4, dtype=torch.complex64))
+    assert out.shape == (2, 8, 5, 4) and out.dtype == torch.float32
+    torch.testing.assert_close(out[:, 1], out[:, 7])  # frequency +1 and -1 share a weight
+
+
+def test_gradients_reach_every_parameter_once_the_last_layer_moves():
+    dswg = DynamicSpectrumWeights(8, 4, num_groups=2)
+    dswg(torch.randn(2, 8, 8, 8)).pow(2).sum().backward()
+    assert dswg.fc2.weight.grad is not None and dswg.fc1.weight.grad is not None
+    dswg.zero_grad()
+    _randomize(dswg)
+    spectrum = torch.randn(2, 8, 8, 8)
+    (dswg(spectrum) * torch.randn(2, 8, 8, 8)).sum().backward()
+    for name, param in dswg.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"gate": "tanh"}, "gate must be one of"),
+        ({"pool": "median"}, "pool must be one of"),
+        ({"descriptor": "raw"}, "descriptor must be one of"),
+        ({"layout": "dft"}, "layout must be one of"),
+        ({"num_groups": 3}, "must divide dim=8"),
+        ({"spectrum_length": 0}, "spectrum_length must be >= 1"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DynamicSpectrumWeights(8, **kwargs)
+
+
+def test_all_gates_listed():
+    assert set(GATES) == {"softmax", "2sigmoid", "sigmoid"}
