@@ -31,6 +31,7 @@ __all__ = [
     "show_band_energy",
     "radial_filter_widget",
     "band_gain_widget",
+    "show_study",
 ]
 
 # Images are in [0, 1]; their DCT coefficients are mostly << 1, where log1p is nearly linear.
@@ -267,3 +268,41 @@ def band_gain_widget(
         _display_and_close(show_panels(band_filter(image, band_ids, values)))
 
     return widgets.interactive(update, **sliders)
+
+
+def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: int = 80):
+    """One ablation study on one or more datasets: accuracy per arm (dots: seeds, bar: mean +-
+    std) above, paired difference to the reference arm (same seed) below; returns the figure.
+
+    ``records``: study records of :func:`dsm_ref.ablation.run_study`, one per dataset.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(records), figsize=(size * 1.4 * len(records), size * 1.6),
+                             dpi=dpi, squeeze=False, layout="constrained")
+    for column, record in enumerate(records):
+        names = [arm["name"] for arm in record["arms"]]
+        positions = np.arange(len(names))
+        top, bottom = axes[0, column], axes[1, column]
+        for x, arm in zip(positions, record["arms"], strict=True):
+            seeds = [run["test_top1"] for run in arm["runs"]]
+            summary = arm["test_top1"]
+            top.errorbar(x, summary["mean"], yerr=summary["std"], fmt="s", color="C0",
+                         capsize=4, markersize=7)
+            top.scatter([x] * len(seeds), seeds, color="C1", s=14, zorder=3)
+        top.set_title(f"{record['study']} on {record['dataset']}", fontsize=10)
+        top.set_ylabel("test top-1 (%)")
+        paired = {p["arm"]: p for p in record["paired_differences"]}
+        for x, name in zip(positions, names, strict=True):
+            if name not in paired:
+                continue
+            diff = paired[name]
+            bottom.errorbar(x, diff["mean"], yerr=diff["std"], fmt="o", color="C2", capsize=4)
+            bottom.scatter([x] * len(diff["diffs"]), diff["diffs"], color="C1", s=14, zorder=3)
+        bottom.axhline(0.0, color="gray", linewidth=1)
+        bottom.set_ylabel(f"minus {record['reference']} (points)")
+        for ax in (top, bottom):
+            ax.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
+            ax.set_xlim(-0.5, len(names) - 0.5)
+            ax.grid(axis="y", alpha=0.3)
+    return fig

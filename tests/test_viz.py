@@ -109,3 +109,27 @@ def test_widgets_have_one_control_per_band_and_update(image):
     assert len(plt.get_fignums()) == n_figures  # every update closes its figure
     with pytest.raises(ValueError, match="expected 5 gains"):
         viz.band_gain_widget(image, bands, gains=[1.0, 1.0])
+
+
+def test_show_study_draws_every_arm_and_paired_difference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dsm_ref.viz import show_study
+
+    record = {
+        "study": "dynamic_vs_static", "dataset": "spectral", "reference": "static",
+        "arms": [
+            {"name": "dynamic", "runs": [{"test_top1": 50.0}, {"test_top1": 52.0}],
+             "test_top1": {"mean": 51.0, "std": 1.4, "n": 2}},
+            {"name": "static", "runs": [{"test_top1": 48.0}, {"test_top1": 49.0}],
+             "test_top1": {"mean": 48.5, "std": 0.7, "n": 2}},
+        ],
+        "paired_differences": [{"arm": "dynamic", "minus": "static", "diffs": [2.0, 3.0],
+                                "mean": 2.5, "std": 0.7, "n": 2}],
+    }
+    fig = show_study([record])
+    top, bottom = fig.axes
+    assert [t.get_text() for t in top.get_xticklabels()] == ["dynamic", "static"]
+    assert len(top.collections) == 2 + 2  # seed dots and error bars per arm
+    assert bottom.get_ylabel() == "minus static (points)"
