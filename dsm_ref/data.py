@@ -31,6 +31,7 @@ import io
 import math
 import os
 import tarfile
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
     "CIFAR10_CLASSES",
     "DATASETS",
     "SPECTRAL_TASKS",
+    "SPECTRAL_BANDS",
     "DataError",
     "Datasets",
     "ImageTensorDataset",
@@ -55,6 +57,7 @@ __all__ = [
     "cache_dir",
     "data_locations",
     "balanced_indices",
+    "sample_key",
     "load_cifar10",
     "load_imagenet_folders",
     "imagenet_transforms",
@@ -349,10 +352,11 @@ def _find_cifar10(root: Path) -> tuple[str, Path] | None:
     return None
 
 
-def _missing_cifar10(root: Path) -> DataError:
+def _missing_cifar10(root: Path, explicit: bool) -> DataError:
     exists = "exists" if root.is_dir() else "does not exist"
+    origin = "the root argument" if explicit else _source(DATA_DIR_ENV)
     return DataError(
-        f"CIFAR-10 not found. Looked in {root} (from {_source(DATA_DIR_ENV)}; the folder {exists}) "
+        f"CIFAR-10 not found. Looked in {root} (from {origin}; the folder {exists}) "
         f"for {CIFAR10_ARCHIVE}, {CIFAR10_FOLDER}/{{train,test}}/<class>/*.jpg or "
         f"{TORCHVISION_CIFAR10_FOLDER}/. To get it: set {DATA_DIR_ENV} to a folder holding one of "
         f"these, or download it with torchvision (~170 MB, needs the network and a writable "
@@ -500,12 +504,23 @@ def _decode_cached(kind: str, path: Path, progress: bool) -> _Decoded:
     decoded = _load_cache(cached_path)
     if decoded is not None:
         return decoded
-    cached_path.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(cached_path.with_suffix(".lock")):
+
+    def decode() -> _Decoded:
+        members = _archive_members(path) if kind == "archive" else _folder_members(files, path)
+        return _assemble(members, str(path), progress)
+
+    with contextlib.ExitStack() as stack:
+        try:
+            cached_path.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_file_lock(cached_path.with_suffix(".lock")))
+        except OSError as err:  # a read-only cache dir: decode in memory, and say so
+            warnings.warn(f"cannot write the decoded cache to {cached_path.parent} ({err}); "
+                          f"decoding {path} in memory. Set {CACHE_DIR_ENV} to a writable "
+                          f"folder.", stacklevel=3)
+            return decode()
         decoded = _load_cache(cached_path)  # another process may have finished meanwhile
         if decoded is None:
-            members = _archive_members(path) if kind == "archive" else _folder_members(files, path)
-            decoded = _assemble(members, str(path), progress)
+            decoded = decode()
             state = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION,
                      "classes": list(decoded.classes), "source": decoded.source,
                      "train_images": decoded.train_images, "train_labels": decoded.train_labels,
@@ -537,7 +552,7 @@ def _decoded_cifar10(root: str | os.PathLike | None, download: bool, progress: b
     found = _find_cifar10(folder)
     if found is None:
         if not download:
-            raise _missing_cifar10(folder)
+            raise _missing_cifar10(folder, explicit=root is not None)
         folder.mkdir(parents=True, exist_ok=True)
         return _load_torchvision_cifar10(folder, download=True)
     kind, path = found
