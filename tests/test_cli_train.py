@@ -31,17 +31,6 @@ SMALL = ["--data", "spectral", "--n-train", "32", "--n-test", "16", "--batch-siz
          "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread per process: two pytest workers with two OpenMP threads each on a 2-core
-    machine stall each other (steps measured 10-50x slower); dsm_micro gains nothing from more.
-    Module scope, so it is in place before the module-scoped runs (results depend on threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("argv, complaint", [
     (["--epochs", "0"], "--epochs: must be a positive integer"),
     (["--epochs", "two"], "--epochs: invalid"),

@@ -30,17 +30,6 @@ needs_shared_cifar = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread per process: two pytest workers with two OpenMP threads each on a 2-core
-    machine stall each other (steps measured 10-50x slower); dsm_micro gains nothing from more.
-    Module scope, so it is in place before the module-scoped runs (results depend on threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(out: Path | None = None, **overrides) -> T.TrainConfig:
     """A run of a few seconds: dsm_micro, 64 spectral images, batch 16 (4 steps per epoch)."""
     settings = dict(data="spectral", n_train=64, n_test=32, epochs=2, batch_size=16, lr=2e-3,
