@@ -208,6 +208,7 @@ def test_cli_models_and_report(tmp_path):
     for row in record["results"]:
         assert row["params"] > 0 and row["gmacs_per_image"] > 0
         assert row["inference"]["images_per_s"] > 0
+        assert len(row["inference"]["rounds"]) == 1  # --quick: one timing round
     gfnet = record["results"][1]
     assert gfnet["flops_fft_per_image"] > 0  # the FFTs are counted
     _run_cli(tmp_path, "dct", "--sizes", "7")

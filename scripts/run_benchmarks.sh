@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the benchmark suites on one device and regenerates BENCHMARKS.md from every stored result.
+#
+#   scripts/run_benchmarks.sh            # CPU, fp32: ~10-15 min on 2 cores
+#   THREADS=1 scripts/run_benchmarks.sh  # one intra-op thread (steadier when others load the CPU)
+#   scripts/run_benchmarks.sh cuda       # CUDA, bf16 autocast, models with and without compile
+#
+# Results go to data/bench/<device>_{dct,mixers,models}.json. Timings on a shared machine are
+# noisy: the load average before and after each suite is stored with its results; run this when
+# `uptime` shows a load well below the number of cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+DEVICE=${1:-cpu}
+OUT=data/bench
+THREAD_ARGS=()
+if [ -n "${THREADS:-}" ]; then THREAD_ARGS=(--threads "$THREADS"); fi
+mkdir -p "$OUT"
+echo "load before: $(uptime)"
+start=$(date +%s)
+if [ "$DEVICE" = cpu ]; then
+    "$PYTHON" -m dsm_ref bench dct --device cpu "${THREAD_ARGS[@]}" --json "$OUT/cpu_dct.json"
+    "$PYTHON" -m dsm_ref bench mixers --device cpu "${THREAD_ARGS[@]}" --tokens 6272 \
+        --target-time 0.3 --warmup 1 --max-call-time 1.0 --json "$OUT/cpu_mixers.json"
+    "$PYTHON" -m dsm_ref bench models --device cpu "${THREAD_ARGS[@]}" --batch 16 \
+        --train-batch 8 --target-time 0.3 --warmup 1 --min-reps 1 --rounds 7 \
+        --json "$OUT/cpu_models.json"
+else
+    "$PYTHON" -m dsm_ref bench dct --device "$DEVICE" --dtype float32 --json "$OUT/cuda_dct.json"
+    "$PYTHON" -m dsm_ref bench mixers --device "$DEVICE" --dtype bfloat16 --max-call-time 0.5 \
+        --json "$OUT/cuda_mixers.json"
+    "$PYTHON" -m dsm_ref bench models --device "$DEVICE" --dtype bfloat16 --batch 128 \
+        --train-batch 64 --compile both --json "$OUT/cuda_models.json"
+fi
+"$PYTHON" -m dsm_ref bench report --inputs "$OUT"/*.json --out BENCHMARKS.md
+echo "load after: $(uptime)"
+echo "took $(( $(date +%s) - start )) s"
