@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .bench import EXTRA_FLOP_FORMULAS
-from .models import create_model
+from .models import TOKEN_MIXERS, create_model
 from .train import TrainConfig, train
 from .utils import environment_info
 
@@ -68,10 +69,23 @@ class Arm:
     def key(self, budget: Budget, dataset: str) -> str:
         """Identifies a run configuration (without the seed) across studies and invocations."""
         payload = json.dumps(
-            {"model_options": self.model_options, "budget": asdict(budget), "data": dataset},
+            {"model_options": _without_defaults(self.model_options), "budget": asdict(budget),
+             "data": dataset},
             sort_keys=True,
         )
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
+
+
+def _without_defaults(model_options: dict[str, Any]) -> dict[str, Any]:
+    """``model_options`` with the mixer options that equal the mixer's defaults dropped, so
+    ``spectrum_length=4`` and no option at all (the same model) share one cached run."""
+    factory = TOKEN_MIXERS.get(model_options.get("token_mixer"))
+    options = model_options.get("mixer_options")
+    if factory is None or not options:
+        return model_options
+    defaults = {name: p.default for name, p in inspect.signature(factory).parameters.items()}
+    kept = {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
+    return {**model_options, "mixer_options": kept}
 
 
 @dataclass(frozen=True)

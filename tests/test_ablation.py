@@ -100,3 +100,22 @@ def test_cli_writes_json(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed[0]["study"] == "dynamic_vs_static"
     assert (tmp_path / "dynamic_vs_static-spectral.json").exists()
+
+
+def test_run_key_ignores_options_that_equal_the_defaults():
+    budget = ablation.Budget()
+    studies = ablation.STUDIES
+    dynamic = studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10")
+    assert studies["spectrum_length"].arm("L=4").key(budget, "cifar10") == dynamic
+    assert studies["init"].arm("dynamic, random").key(budget, "cifar10") == dynamic
+    static = studies["dynamic_vs_static"].arm("static").key(budget, "cifar10")
+    assert studies["init"].arm("static, random").key(budget, "cifar10") == static
+    # A real difference (option, mixer, dataset or budget) still gives a different run.
+    others = {
+        studies["spectrum_length"].arm("L=8").key(budget, "cifar10"),
+        studies["init"].arm("dynamic, ones").key(budget, "cifar10"),
+        dynamic, static,
+        studies["dynamic_vs_static"].arm("dynamic").key(budget, "spectral"),
+        studies["dynamic_vs_static"].arm("dynamic").key(ablation.Budget(epochs=1), "cifar10"),
+    }
+    assert len(others) == 6
