@@ -6,8 +6,8 @@ frequency features and computes a weight per band with a two-layer MLP; the "spe
 can be small. Everything else below is our documented choice (DESIGN.md section 2):
 
 1. band descriptor: ``log(1 + |S|)`` (or ``|S|`` over its per-image mean) per channel, averaged over
-   the channels of each of ``num_groups`` groups, then pooled (mean or max) over each of an
-   ``L x L`` grid of rectangular bands -> ``(B, G, L, L)``;
+   the channels of each of ``num_groups`` groups (or ``log(1 + |S|)`` of that average), then
+   pooled (mean or max) over each of an ``L x L`` grid of rectangular bands -> ``(B, G, L, L)``;
 2. a two-layer MLP over all ``G * L * L`` band descriptors -> band logits ``(B, G, L*L)``; its
    last layer starts at zero;
 3. a gate with mean 1: ``L*L * softmax`` over the bands of a group (default), ``2 * sigmoid``,
@@ -20,17 +20,20 @@ to its static twin and an ablation starts both arms from the same function.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dct import cached_constant
 from .spectrum import block_band_index
 
-__all__ = ["DynamicSpectrumWeights", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS"]
+__all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS"]
 
 GATES = ("softmax", "2sigmoid", "sigmoid")
 POOLS = ("mean", "max")
-DESCRIPTORS = ("log", "normalized")
+DESCRIPTORS = ("log", "log_of_mean", "normalized")
 LAYOUTS = ("dct", "rfft")
 
 
@@ -54,6 +57,28 @@ def band_index(n: int, length: int, *, folded: bool, device: torch.device) -> Te
     return frequency * length // (n // 2 + 1)
 
 
+class BandLayout(NamedTuple):
+    """Where the ``L x L`` bands of an ``(H, W)`` spectrum lie (constants of the forward pass)."""
+
+    row_onehot: Tensor  # (H, L) float32: band membership of each row
+    col_onehot: Tensor  # (W, L) float32: band membership of each column
+    counts: Tensor  # (L, L) float32: coefficients per band, 0 for an empty band
+    band_of: Tensor  # (H * W,) long: band id ``row_band * L + col_band`` of each coefficient
+
+
+def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> BandLayout:
+    rows = band_index(h, length, folded=folded_rows, device=device)
+    cols = band_index(w, length, folded=False, device=device)
+    row_onehot = F.one_hot(rows, length).float()
+    col_onehot = F.one_hot(cols, length).float()
+    return BandLayout(
+        row_onehot=row_onehot,
+        col_onehot=col_onehot,
+        counts=torch.outer(row_onehot.sum(0), col_onehot.sum(0)),
+        band_of=(rows[:, None] * length + cols[None, :]).flatten(),
+    )
+
+
 class DynamicSpectrumWeights(nn.Module):
     """Per-image band weights from a spectrum: ``(B, H, W, C) -> (B, H, W, C)``.
 
@@ -70,8 +95,13 @@ class DynamicSpectrumWeights(nn.Module):
             ``"sigmoid"`` (0.5 at init). paper: not stated / ours: softmax / why: a prototype saw
             a plain sigmoid halve the branch at start and then saturate.
         pool: how a band's descriptors are pooled, ``"mean"`` or ``"max"``.
-        descriptor: ``"log"`` (``log(1 + |S|)``) or ``"normalized"`` (``|S|`` over its per-image,
-            per-group mean). Both stay bounded as the resolution and the DC term grow.
+        descriptor: ``"log"`` (``log(1 + |S|)`` per channel, then the group mean),
+            ``"log_of_mean"`` (``log(1 + group mean of |S|)``) or ``"normalized"`` (``|S|`` over
+            its per-image, per-group mean). All stay bounded as the resolution and the DC term
+            grow. paper: "downsamples the frequency features" / ours: ``"log"`` / why: the stored
+            ablations use it; ``"log_of_mean"`` takes one logarithm per group instead of one
+            per channel, the largest cost of the DSWG on CPU (BENCHMARKS.md), and the gate
+            study measures its accuracy (notebook 06).
         layout: ``"dct"`` (coefficient ``(ky, kx)`` is frequency ``(ky, kx)``) or ``"rfft"`` (an
             ``rfft2`` half-spectrum: rows are folded to ``|frequency|``).
     """
@@ -112,19 +142,11 @@ class DynamicSpectrumWeights(nn.Module):
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
 
-    def _band_indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        length = self.spectrum_length
-        folded_rows = self.layout == "rfft"
-        return (
-            band_index(h, length, folded=folded_rows, device=device),
-            band_index(w, length, folded=False, device=device),
-        )
-
-    def _pooling_matrices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """One-hot band membership of each row ``(H, L)`` and column ``(W, L)``."""
-        rows, cols = self._band_indices(h, w, device)
-        length = self.spectrum_length
-        return F.one_hot(rows, length).float(), F.one_hot(cols, length).float()
+    def band_layout(self, h: int, w: int, device: torch.device) -> BandLayout:
+        """Where the ``L x L`` bands of an ``(H, W)`` spectrum lie; cached per size and device."""
+        length, folded_rows = self.spectrum_length, self.layout == "rfft"
+        key = ("dswg_bands", h, w, length, folded_rows, torch.device(device))
+        return cached_constant(key, lambda: _build_layout(h, w, length, folded_rows, device))
 
     def band_descriptors(self, spectrum: Tensor) -> Tensor:
         """Band descriptors ``(B, G, L, L)`` of a real or complex spectrum ``(B, H, W, C)``.
@@ -135,17 +157,20 @@ class DynamicSpectrumWeights(nn.Module):
         magnitude = spectrum.abs()
         if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
             magnitude = magnitude.float()
+        groups = self.num_groups
         if self.descriptor == "log":
-            features = torch.log1p(magnitude)
+            features = torch.log1p(magnitude).reshape(b, h, w, groups, c // groups).mean(-1)
+        elif self.descriptor == "log_of_mean":  # one log per group instead of one per channel
+            features = torch.log1p(magnitude.reshape(b, h, w, groups, c // groups).mean(-1))
         else:
             features = magnitude / magnitude.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
-        features = features.reshape(b, h, w, self.num_groups, c // self.num_groups).mean(-1)
-        row_onehot, col_onehot = self._pooling_matrices(h, w, spectrum.device)
-        row_onehot, col_onehot = row_onehot.to(features.dtype), col_onehot.to(features.dtype)
+            features = features.reshape(b, h, w, groups, c // groups).mean(-1)
+        layout = self.band_layout(h, w, spectrum.device)
+        row_onehot = layout.row_onehot.to(features.dtype)
+        col_onehot = layout.col_onehot.to(features.dtype)
         if self.pool == "mean":
             summed = torch.einsum("bhwg,hl,wm->bglm", features, row_onehot, col_onehot)
-            counts = torch.outer(row_onehot.sum(0), col_onehot.sum(0))  # (L, L); 0 = empty band
-            return summed / counts.clamp_min(1.0)
+            return summed / layout.counts.clamp_min(1.0).to(features.dtype)
         # Max over each band: mask the other rows/cols with -inf, reduce, and zero empty bands.
         neg_inf = torch.finfo(features.dtype).min
         per_row = torch.where(
@@ -168,8 +193,7 @@ class DynamicSpectrumWeights(nn.Module):
         logits = self.fc2(self.act(self.fc1(descriptors.reshape(b, -1))))
         logits = logits.reshape(b, self.num_groups, -1)
         if self.gate == "softmax":
-            row_onehot, col_onehot = self._pooling_matrices(h, w, spectrum.device)
-            occupied = torch.outer(row_onehot.sum(0), col_onehot.sum(0)).flatten() > 0
+            occupied = self.band_layout(h, w, spectrum.device).counts.flatten() > 0
             logits = logits.masked_fill(~occupied, float("-inf"))
             weights = occupied.sum() * torch.softmax(logits, dim=-1)
         elif self.gate == "2sigmoid":
@@ -179,16 +203,35 @@ class DynamicSpectrumWeights(nn.Module):
         length = self.spectrum_length
         return weights.reshape(b, self.num_groups, length, length)
 
+    def _per_group(self, band_weights: Tensor, h: int, w: int) -> Tensor:
+        """``(B, G, L, L) -> (B, H, W, G, 1)``: each coefficient's weight, once per group."""
+        b, g = band_weights.shape[:2]
+        band_of = self.band_layout(h, w, band_weights.device).band_of
+        per_band = band_weights.reshape(b, g, -1).transpose(1, 2)  # (B, L*L, G)
+        return per_band[:, band_of].reshape(b, h, w, g, 1)
+
     def expand(self, band_weights: Tensor, h: int, w: int) -> Tensor:
         """``(B, G, L, L) -> (B, H, W, C)``: each coefficient takes its band's weight."""
-        rows, cols = self._band_indices(h, w, band_weights.device)
-        per_coefficient = band_weights[:, :, rows][:, :, :, cols]  # (B, G, H, W)
-        per_coefficient = per_coefficient.permute(0, 2, 3, 1)
-        return per_coefficient.repeat_interleave(self.dim // self.num_groups, dim=-1)
+        b, g = band_weights.shape[:2]
+        per_group = self._per_group(band_weights, h, w)
+        return per_group.expand(b, h, w, g, self.dim // g).reshape(b, h, w, self.dim)
 
-    def forward(self, spectrum: Tensor) -> Tensor:
-        _, h, w, _ = spectrum.shape
-        return self.expand(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
+    def forward(self, spectrum: Tensor, values: Tensor | None = None) -> Tensor:
+        """The weights ``A(S)``, ``(B, H, W, C)``; or, given ``values`` of the spectrum's shape
+        (e.g. ``S * W0``), the product ``values * A(S)`` without building ``A(S)`` at full size
+        (one multiply instead of an expand, a copy and a multiply)."""
+        b, h, w, c = spectrum.shape
+        per_group = self._per_group(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
+        if values is None:
+            return per_group.expand(b, h, w, self.num_groups, c // self.num_groups).reshape(
+                b, h, w, c)
+        if values.shape != spectrum.shape:
+            raise ValueError(
+                f"values must have the spectrum's shape {tuple(spectrum.shape)}, "
+                f"got {tuple(values.shape)}"
+            )
+        grouped = values.reshape(b, h, w, self.num_groups, c // self.num_groups)
+        return (grouped * per_group).reshape(b, h, w, c)
 
     def extra_repr(self) -> str:
         return (

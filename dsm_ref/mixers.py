@@ -129,7 +129,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         weight = resize_spectral_weight(self.spectral_weight, (h, w)).to(spectrum.dtype)
         filtered = spectrum * weight
         if self.dswg is not None:
-            filtered = filtered * self.dswg(spectrum)
+            filtered = self.dswg(spectrum, filtered)
         return self.proj(idct2(filtered, dims=(1, 2), method=self.dct_method))
 
     def extra_repr(self) -> str:
@@ -180,7 +180,7 @@ class GlobalFilter(_SpectralWeightResizing):
         weight = resize_spectral_weight(self.spectral_weight, (h, w // 2 + 1))
         filtered = spectrum * torch.view_as_complex(weight.float().contiguous())
         if self.dswg is not None:
-            filtered = filtered * self.dswg(spectrum)
+            filtered = self.dswg(spectrum, filtered)
         y = torch.fft.irfft2(filtered, s=(h, w), dim=(1, 2), norm="ortho")
         return self.proj(y.to(x.dtype))
 

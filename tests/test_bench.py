@@ -239,3 +239,32 @@ def test_cuda_bf16_mixers_and_compiled_model(tmp_path):
     assert {r["compiled"] for r in record["results"]} == {False, True}
     for row in record["results"]:
         assert row["train"]["images_per_s"] > 0
+
+
+def test_best_peaks_counts_every_measurement():
+    one = {"matmul_flop_per_s": 1.0, "copy_bytes_per_s": 3.0}
+    two = {"matmul_flop_per_s": 2.0, "copy_bytes_per_s": 1.0}
+    best = bench._best_peaks(bench._best_peaks(one, two), one)
+    assert best["measurements"] == 3
+    assert (best["matmul_flop_per_s"], best["copy_bytes_per_s"]) == (2.0, 3.0)
+
+
+def test_models_bench_keeps_what_it_measured_when_killed(tmp_path, monkeypatch):
+    real = bench.time_callable
+
+    def killed_in_round_two(*args, **kwargs):
+        if kwargs.get("warmup") == 0:  # rounds after the first time warm models without warm-up
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "time_callable", killed_in_round_two)
+    out = tmp_path / "models.json"
+    settings = bench.Settings(progress=False, quick=True, warmup=1, min_reps=2,
+                              target_time=0.002)
+    with pytest.raises(KeyboardInterrupt):
+        bench.bench_models(["dsm_micro", "dsm_micro-gfnet"], img_size=32, batch=2,
+                           modes=("inference",), rounds=2, settings=settings, json_path=out)
+    record = json.loads(out.read_text())
+    assert [r["model"] for r in record["results"]] == ["dsm_micro", "dsm_micro-gfnet"]
+    for row in record["results"]:
+        assert row["inference"]["images_per_s"] > 0 and len(row["inference"]["rounds"]) == 1

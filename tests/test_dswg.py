@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from dsm_ref.dswg import GATES, DynamicSpectrumWeights, band_index
 from dsm_ref.spectrum import band_gains_to_weights, block_bands
@@ -134,3 +135,41 @@ def test_bad_arguments(kwargs, match):
 
 def test_all_gates_listed():
     assert set(GATES) == {"softmax", "2sigmoid", "sigmoid"}
+
+
+@pytest.mark.parametrize("layout", ["dct", "rfft"])
+def test_weighting_values_equals_multiplying_by_the_full_weights(layout):
+    torch.manual_seed(0)
+    dswg = DynamicSpectrumWeights(8, 3, num_groups=2, layout=layout)
+    nn.init.normal_(dswg.fc2.weight)
+    spectrum = torch.randn(2, 5, 6, 8)
+    values = torch.randn(2, 5, 6, 8, dtype=torch.complex64 if layout == "rfft" else torch.float32)
+    torch.testing.assert_close(dswg(spectrum, values), values * dswg(spectrum))
+    with pytest.raises(ValueError, match="spectrum's shape"):
+        dswg(spectrum, values[:, :4])
+
+
+def test_band_layout_is_built_once_per_size_and_usable_after_inference_mode():
+    dswg = DynamicSpectrumWeights(4, 2, num_groups=1)
+    with torch.inference_mode():
+        first = dswg.band_layout(5, 7, torch.device("cpu"))
+    assert dswg.band_layout(5, 7, torch.device("cpu")) is first
+    assert first.counts.sum() == 35 and first.band_of.shape == (35,)
+    spectrum = torch.randn(1, 5, 7, 4, requires_grad=True)
+    dswg(spectrum, spectrum).sum().backward()  # the cached constants are not inference tensors
+    assert spectrum.grad is not None
+
+
+def test_log_of_mean_descriptor():
+    spectrum = torch.randn(2, 6, 5, 8, dtype=torch.float64)
+    fast = DynamicSpectrumWeights(8, 3, num_groups=2, descriptor="log_of_mean").double()
+    mean_per_group = spectrum.abs().reshape(2, 6, 5, 2, 4).mean(-1)  # (B, H, W, G)
+    # A 2-channel, 2-group DSWG takes log(1 + x) of each of its channels: here, the group means.
+    expected = DynamicSpectrumWeights(2, 3, num_groups=2).double().band_descriptors(
+        mean_per_group)
+    torch.testing.assert_close(fast.band_descriptors(spectrum), expected)
+    # With one channel per group both descriptors are the same thing.
+    one_per_group = {d: DynamicSpectrumWeights(8, 3, num_groups=8, descriptor=d).double()
+                     for d in ("log", "log_of_mean")}
+    torch.testing.assert_close(one_per_group["log"].band_descriptors(spectrum),
+                               one_per_group["log_of_mean"].band_descriptors(spectrum))
