@@ -1419,9 +1419,11 @@ def _notes_section(by_key: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
         "call. The `log_of_mean` descriptor takes one `log1p` per channel group instead of one "
         "per channel (`dsm_log_of_mean`); it is a different descriptor, so notebook 06's gate "
         "study measures its accuracy before anyone switches to it.",
-        f"- Small grids (at most {KRONECKER_MAX_SIZE} coefficients, e.g. the 7x7 last stage) "
+        f"- Small channels-first grids (at most {KRONECKER_MAX_SIZE} coefficients) "
         "take the 2D DCT as one matmul with the Kronecker product of the two axis matrices "
-        "instead of two thin ones.",
+        "instead of a batch of `B*C` tiny matmuls along H (more multiply-adds, less time). "
+        "Channels-last grids, which the mixers use, keep the separable path: there the "
+        "Kronecker matmul is no faster from 7x7 on.",
         "- bf16: `dsm_ref.dct` computes half-precision inputs in float32 (documented accuracy "
         "choice). Under autocast the matmuls still run in bf16 (autocast casts them), at the "
         "price of a cast before and after each transform; a pure-bf16 model would run its DCTs "
