@@ -36,6 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .bench import EXTRA_FLOP_FORMULAS
+from .dswg import DynamicSpectrumWeights
 from .models import TOKEN_MIXERS, create_model
 from .train import TrainConfig, train
 from .utils import environment_info
@@ -69,23 +70,28 @@ class Arm:
     def key(self, budget: Budget, dataset: str) -> str:
         """Identifies a run configuration (without the seed) across studies and invocations."""
         payload = json.dumps(
-            {"model_options": _without_defaults(self.model_options), "budget": asdict(budget),
+            {"model_options": _resolved(self.model_options), "budget": asdict(budget),
              "data": dataset},
-            sort_keys=True,
+            sort_keys=True, default=repr,
         )
         return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
-def _without_defaults(model_options: dict[str, Any]) -> dict[str, Any]:
-    """``model_options`` with the mixer options that equal the mixer's defaults dropped, so
-    ``spectrum_length=4`` and no option at all (the same model) share one cached run."""
+def _resolved(model_options: dict[str, Any]) -> dict[str, Any]:
+    """``model_options`` with every mixer option spelled out, defaults included (those of the
+    DSWG too, for mixers that pass options on to it). A run's key then names the model it trains:
+    ``spectrum_length=4`` and no option at all share one cached run, and a changed default
+    gives new runs instead of silently reusing stale ones."""
     factory = TOKEN_MIXERS.get(model_options.get("token_mixer"))
-    options = model_options.get("mixer_options")
-    if factory is None or not options:
+    if factory is None:
         return model_options
-    defaults = {name: p.default for name, p in inspect.signature(factory).parameters.items()}
-    kept = {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
-    return {**model_options, "mixer_options": kept}
+    parameters = dict(inspect.signature(factory).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):  # **dswg_options
+        parameters = {**inspect.signature(DynamicSpectrumWeights).parameters, **parameters}
+    resolved = {name: p.default for name, p in parameters.items()
+                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+    resolved.update(model_options.get("mixer_options") or {})
+    return {**model_options, "mixer_options": resolved}
 
 
 @dataclass(frozen=True)

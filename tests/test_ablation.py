@@ -1,11 +1,13 @@
 """dsm_ref.ablation: every study end to end at a toy size, the JSON schema, resume, bad names."""
 
 import json
+from functools import partial
 
 import pytest
 
 from dsm_ref import ablation
 from dsm_ref.cli import main as cli
+from dsm_ref.mixers import DynamicSpectrumMixer
 
 TOY = ablation.Budget(epochs=1, n_train=32, n_test=16, batch_size=16)
 
@@ -102,7 +104,7 @@ def test_cli_writes_json(tmp_path, capsys):
     assert (tmp_path / "dynamic_vs_static-spectral.json").exists()
 
 
-def test_run_key_ignores_options_that_equal_the_defaults():
+def test_run_key_names_the_model_with_its_defaults(monkeypatch):
     budget = ablation.Budget()
     studies = ablation.STUDIES
     dynamic = studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10")
@@ -119,3 +121,8 @@ def test_run_key_ignores_options_that_equal_the_defaults():
         studies["dynamic_vs_static"].arm("dynamic").key(ablation.Budget(epochs=1), "cifar10"),
     }
     assert len(others) == 6
+    # A changed default changes the model, so its runs are not reused.
+    length_8 = studies["spectrum_length"].arm("L=8").key(budget, "cifar10")
+    monkeypatch.setitem(ablation.TOKEN_MIXERS, "dsm",
+                        partial(DynamicSpectrumMixer, dynamic=True, spectrum_length=8))
+    assert studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10") == length_8
