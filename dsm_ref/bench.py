@@ -758,6 +758,7 @@ def bench_mixers(
     compile: bool = False,
     max_call_time: float = 2.0,
     fit_min_tokens: int = 784,
+    rounds: int = 1,
     settings: Settings | None = None,
     json_path: str | Path | None = None,
     command: str | None = None,
@@ -770,6 +771,11 @@ def bench_mixers(
     ``max_call_time`` s per call (global attention at large grids), or when it runs out of
     memory. ``fits`` holds the exponent of per-image time and FLOPs against the number of
     tokens, fitted over the grids with at least ``fit_min_tokens`` tokens.
+
+    The mixers of one ``(C, N)`` are timed in turn, ``rounds`` times (the first round with
+    warm-up and adaptive repetitions, the others without warm-up); each reports its fastest
+    round and every round's median, so the ratios between mixers at one size are measured
+    under the same conditions.
     """
     settings = settings or Settings()
     unknown = sorted(set(mixers) - set(MIXERS))
@@ -778,69 +784,88 @@ def bench_mixers(
     record = _new_record("mixers", settings, dict(
         mixers=list(mixers), dims=list(dims), grids=list(grids), tokens=tokens,
         modes=list(modes), compile=compile, max_call_time=max_call_time,
-        fit_min_tokens=fit_min_tokens), command)
+        fit_min_tokens=fit_min_tokens, rounds=rounds), command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
     budget = _Budget(settings.time_budget)
     device, dtype = settings.device, settings.dtype
     itemsize = torch.empty((), dtype=dtype).element_size()
-    points = [(m, c, n) for n in grids for c in dims for m in mixers]
-    for name, dim, n in _progress(points, settings, "mixers"):
+    groups = [(n, c) for n in grids for c in dims]
+    for n, dim in _progress(groups, settings, "mixers"):
         size, batch = (n, n), max(1, tokens // (n * n))
-        row: dict[str, Any] = dict(mixer=name, dim=dim, grid=[n, n], tokens=n * n, batch=batch)
-        record["results"].append(row)
-        if budget.exceeded():
-            row["skipped"] = "time budget"
-            continue
-        torch.manual_seed(settings.seed)
-        mixer = MIXERS[name](dim, size).to(device)
-        row["params"] = sum(p.numel() for p in mixer.parameters())
-        runner = torch.compile(mixer) if compile else mixer
-        x = torch.randn(batch, *size, dim, device=device, dtype=dtype)
-        for mode in modes:
-            train = mode == "train"
-            flops = mixer_flops(name, dim, size, batch, train)
-            entry: dict[str, Any] = dict(flops=flops.total, flops_fft=flops.fft)
-            row[mode] = entry
-            estimate = flops.total / peaks["matmul_flop_per_s"]
-            if estimate > max_call_time:
-                entry["skipped"] = (f"{flops.total / 1e9:.0f} GFLOP per call: over "
-                                    f"{max_call_time:g} s at the measured matmul peak")
+        calls: list[tuple[dict[str, Any], Callable[[], Any], float]] = []  # (entry, run, bytes)
+        for name in mixers:
+            row: dict[str, Any] = dict(mixer=name, dim=dim, grid=[n, n], tokens=n * n,
+                                       batch=batch)
+            record["results"].append(row)
+            if budget.exceeded():
+                row["skipped"] = "time budget"
                 continue
-            if train:
-                x_in = x.detach().clone().requires_grad_(True)
-                with settings.autocast():
-                    grad = torch.randn_like(runner(x_in))
-
-                def run(x_in=x_in, grad=grad, mixer=mixer, runner=runner):
-                    mixer.zero_grad(set_to_none=True)
-                    x_in.grad = None
+            torch.manual_seed(settings.seed)
+            mixer = MIXERS[name](dim, size).to(device)
+            row["params"] = sum(p.numel() for p in mixer.parameters())
+            runner = torch.compile(mixer) if compile else mixer
+            x = torch.randn(batch, *size, dim, device=device, dtype=dtype)
+            for mode in modes:
+                train = mode == "train"
+                flops = mixer_flops(name, dim, size, batch, train)
+                entry: dict[str, Any] = dict(flops=flops.total, flops_fft=flops.fft)
+                row[mode] = entry
+                estimate = flops.total / peaks["matmul_flop_per_s"]
+                if estimate > max_call_time:
+                    entry["skipped"] = (f"{flops.total / 1e9:.0f} GFLOP per call: over "
+                                        f"{max_call_time:g} s at the measured matmul peak")
+                    continue
+                if train:
+                    x_in = x.detach().clone().requires_grad_(True)
                     with settings.autocast():
-                        y = runner(x_in)
-                    y.backward(grad)
-            else:
-                def run(x=x, runner=runner):
-                    with torch.no_grad(), settings.autocast():
-                        return runner(x)
-            try:
-                timing = settings.timing(run)
-                memory = peak_memory_bytes(run, device)
-            except RuntimeError as err:
-                if not _is_oom(err):
-                    raise
-                entry["skipped"] = "out of memory"
-                _release(device)
+                        grad = torch.randn_like(runner(x_in))
+
+                    def run(x_in=x_in, grad=grad, mixer=mixer, runner=runner):
+                        mixer.zero_grad(set_to_none=True)
+                        x_in.grad = None
+                        with settings.autocast():
+                            y = runner(x_in)
+                        y.backward(grad)
+                else:
+                    def run(x=x, runner=runner):
+                        with torch.no_grad(), settings.autocast():
+                            return runner(x)
+                calls.append((entry, run, _mixer_bytes(batch, size, dim, row["params"],
+                                                       itemsize, train)))
+        # Every mixer at this size in turn, ``rounds`` times: a burst of someone else's load
+        # slows one round of every mixer rather than all rounds of one.
+        timings: list[list[Timing]] = [[] for _ in calls]
+        for round_index in range(rounds):
+            for i, (entry, run, _) in enumerate(calls):
+                if entry.get("skipped"):
+                    continue
+                try:
+                    if round_index == 0:
+                        timings[i].append(settings.timing(run))
+                        entry["peak_memory_bytes"] = peak_memory_bytes(run, device)
+                    else:
+                        timings[i].append(time_callable(
+                            run, device, warmup=0, min_reps=settings.min_reps,
+                            max_reps=settings.max_reps, target_time=settings.target_time))
+                except RuntimeError as err:
+                    if not _is_oom(err):
+                        raise
+                    entry["skipped"] = "out of memory"
+                    _release(device)
+        for (entry, _, nbytes), measured in zip(calls, timings, strict=True):
+            if entry.get("skipped") or not measured:
                 continue
-            nbytes = _mixer_bytes(batch, size, dim, row["params"], itemsize, train)
+            timing = min(measured, key=lambda t: t.median_s)  # others' load only slows a round
             entry.update(
                 time=timing.to_dict(),
+                rounds=[t.median_s for t in measured],
                 ms_per_image=timing.median_s / batch * 1e3,
                 images_per_s=batch / timing.median_s,
-                peak_memory_bytes=memory,
-                gflop_per_s=flops.total / timing.median_s / 1e9,
-                floor=_floor(flops.total, nbytes, peaks),
+                gflop_per_s=entry["flops"] / timing.median_s / 1e9,
+                floor=_floor(entry["flops"], nbytes, peaks),
             )
             entry["x_floor"] = timing.median_s / entry["floor"]["time_s"]
-        mixer = runner = x = run = None  # free before the next point
+        calls = timings = mixer = runner = x = run = None  # free before the next size
         _release(device)
         _save(record, json_path)
     record["fits"] = _scaling_fits(record["results"], modes, fit_min_tokens)
@@ -1169,7 +1194,8 @@ def _mixer_section(record: dict[str, Any]) -> list[str]:
     out.append(
         f"Input `(B, N, N, C)` channels-last, `B = max(1, {s['tokens']} // N²)`; every number is "
         "per image. Skipped points: over the time cap (`max_call_time`) at the measured matmul "
-        "peak, or out of memory.")
+        "peak, or out of memory. The mixers of one size were timed in turn, "
+        f"{s.get('rounds', 1)} round(s); each time is the median of its fastest round.")
     for mode in s["modes"]:
         label = {"inference": "inference (forward, no_grad)",
                  "train": "training (forward + backward)"}.get(mode, mode)
@@ -1575,6 +1601,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--max-call-time", type=float, default=2.0,
                      help="skip points whose FLOPs at the matmul peak exceed this (s)")
     mix.add_argument("--fit-min-tokens", type=int, default=784)
+    mix.add_argument("--rounds", type=int, default=None,
+                     help="interleaved timing rounds over the mixers of each size (default 1)")
 
     mod = suites.add_parser("models", parents=[common], help="whole models at 224")
     mod.add_argument("--models", nargs="+", default=None,
@@ -1688,8 +1716,8 @@ def cli_main(args: argparse.Namespace) -> int:
             args.mixers, _pick(args, "dims", (64, 128, 256, 512)),
             _pick(args, "grids", (14, 28, 56, 112, 224)), tokens=_pick(args, "tokens", 6272),
             modes=args.modes, compile=args.compile, max_call_time=args.max_call_time,
-            fit_min_tokens=args.fit_min_tokens, settings=settings, json_path=args.json,
-            command=command)
+            fit_min_tokens=args.fit_min_tokens, rounds=_pick(args, "rounds", 1),
+            settings=settings, json_path=args.json, command=command)
     else:
         compile_flag = args.compile or ("both" if settings.device.type == "cuda" else "off")
         compile_modes = {"off": (False,), "on": (True,), "both": (False, True)}[compile_flag]

@@ -190,13 +190,16 @@ def test_cli_dct_writes_valid_json(tmp_path):
 
 
 def test_cli_mixers_writes_valid_json(tmp_path):
-    record = _run_cli(tmp_path, "mixers", "--mixers", "dsm_matmul", "gfnet", "attention")
+    record = _run_cli(tmp_path, "mixers", "--mixers", "dsm_matmul", "gfnet", "attention",
+                      "--rounds", "2")
+    assert record["settings"]["rounds"] == 2
     assert {r["mixer"] for r in record["results"]} == {"dsm_matmul", "gfnet", "attention"}
     for row in record["results"]:
         for mode in ("inference", "train"):
             entry = row[mode]
             assert entry["flops"] > 0 and entry["ms_per_image"] > 0
             assert entry["floor"]["time_s"] > 0
+            assert len(entry["rounds"]) == 2 and entry["time"]["median_s"] == min(entry["rounds"])
     assert {f["mixer"] for f in record["fits"]} == {"dsm_matmul", "gfnet", "attention"}
     tokens, values = bench.scaling_series(record, "gfnet", 16, "inference", "flops_per_image")
     assert tokens == [49, 196] and values[1] > values[0]
