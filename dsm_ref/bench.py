@@ -635,6 +635,35 @@ def _save(record: dict[str, Any], path: str | Path | None) -> None:
 # DCT --------------------------------------------------------------------------------------------
 
 
+def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], rounds: int,
+                    settings: Settings, *, memory: bool = False) -> list[list[Timing]]:
+    """Times every ``(entry, run)`` in turn, ``rounds`` times: the first round with warm-up and
+    adaptive repetitions (and the peak memory, with ``memory``), the others without warm-up.
+    A burst of someone else's load then slows one round of every call rather than every round
+    of one call, so ratios between the calls are measured under the same conditions. A call
+    that runs out of memory is marked skipped in its entry."""
+    timings: list[list[Timing]] = [[] for _ in calls]
+    for round_index in range(rounds):
+        for i, (entry, run) in enumerate(calls):
+            if entry.get("skipped"):
+                continue
+            try:
+                if round_index == 0:
+                    timings[i].append(settings.timing(run))
+                    if memory:
+                        entry["peak_memory_bytes"] = peak_memory_bytes(run, settings.device)
+                else:
+                    timings[i].append(time_callable(
+                        run, settings.device, warmup=0, min_reps=settings.min_reps,
+                        max_reps=settings.max_reps, target_time=settings.target_time))
+            except RuntimeError as err:
+                if not _is_oom(err):
+                    raise
+                entry["skipped"] = "out of memory"
+                _release(settings.device)
+    return timings
+
+
 def bench_dct(
     sizes: Sequence[int] = (7, 14, 28, 56, 112),
     *,
@@ -642,6 +671,7 @@ def bench_dct(
     tokens: int = 32768,
     layouts: Sequence[str] = LAYOUTS,
     methods: Sequence[str] = DCT_METHODS,
+    rounds: int = 1,
     settings: Settings | None = None,
     json_path: str | Path | None = None,
     command: str | None = None,
@@ -649,73 +679,84 @@ def bench_dct(
     """2D DCT-II of ``(B, N, N, C)`` (channels-last, dims 1, 2) or ``(B, C, N, N)`` blocks:
     ``dsm_ref``'s matmul and FFT (Makhoul) paths and ``scipy.fft.dctn`` (CPU, as many workers
     as torch has threads). ``B = max(1, tokens // N**2)``. Each point also reports the max
-    error against ``scipy.fft.dctn`` in float64, absolute and relative to ``max |X|``."""
+    error against ``scipy.fft.dctn`` in float64, absolute and relative to ``max |X|``.
+
+    The methods of one ``(N, layout)`` transform the same input and are timed in turn,
+    ``rounds`` times; each reports its fastest round and every round's median."""
     import scipy.fft
 
     settings = settings or Settings()
     record = _new_record("dct", settings, dict(sizes=list(sizes), channels=channels,
                                                tokens=tokens, layouts=list(layouts),
-                                               methods=list(methods)), command)
+                                               methods=list(methods), rounds=rounds),
+                         command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
     budget = _Budget(settings.time_budget)
     generator = torch.Generator().manual_seed(settings.seed)
-    points = [(n, layout, method) for n in sizes for layout in layouts for method in methods]
+    groups = [(n, layout) for n in sizes for layout in layouts]
     workers = torch.get_num_threads()
-    for n, layout, method in _progress(points, settings, "dct"):
+    itemsize = torch.empty((), dtype=settings.dtype).element_size()
+    for n, layout in _progress(groups, settings, "dct"):
         batch = max(1, tokens // (n * n))
         shape = (batch, n, n, channels) if layout == "channels_last" else (batch, channels, n, n)
         dims = (1, 2) if layout == "channels_last" else (2, 3)
-        row: dict[str, Any] = dict(n=n, layout=layout, method=method, batch=batch,
-                                   channels=channels, shape=list(shape))
-        record["results"].append(row)
-        if budget.exceeded():
-            row["skipped"] = "time budget"
-            continue
-        if method == "scipy" and (settings.device.type != "cpu"
-                                  or settings.dtype not in (torch.float32, torch.float64)):
-            row["skipped"] = "scipy runs on the CPU in float32/float64 only"
-            continue
         x64 = torch.randn(shape, dtype=torch.float64, generator=generator)
         reference = scipy.fft.dctn(x64.numpy(), type=2, norm="ortho", axes=dims)
-        if method == "scipy":
-            numpy_dtype = np.float32 if settings.dtype == torch.float32 else np.float64
-            array = x64.numpy().astype(numpy_dtype)
-
-            def run(array=array, dims=dims):
-                return scipy.fft.dctn(array, type=2, norm="ortho", axes=dims, workers=workers)
-
-            output = torch.as_tensor(run())
-            flops = None
-        else:
-            x = x64.to(settings.device, settings.dtype)
-
-            def run(x=x, dims=dims, method=method):
-                return dct2(x, dims=dims, method=method)
-
-            output = run()
-            with torch.device("meta"):
-                meta_x = torch.empty(shape, dtype=torch.float32)
-            flops = count_flops(lambda meta_x=meta_x, dims=dims, method=method:
-                                dct2(meta_x, dims=dims, method=method)).total
-        error = (output.detach().double().cpu() - torch.as_tensor(reference)).abs().max().item()
-        timing = settings.timing(run)
-        itemsize = torch.empty((), dtype=settings.dtype).element_size()
         nbytes = 2 * math.prod(shape) * itemsize
         # One floor per transform, whatever the method: the fewest FLOPs we count for it (the
         # FFT path's) and the unavoidable traffic (read the input, write the output).
         with torch.device("meta"):
             meta_x = torch.empty(shape, dtype=torch.float32)
         fewest = count_flops(lambda meta_x=meta_x, dims=dims: dct2(meta_x, dims, method="fft"))
-        row.update(
-            time=timing.to_dict(),
-            flops=flops,
-            max_abs_error=error,
-            max_rel_error=error / float(np.abs(reference).max()),
-            gflop_per_s=None if flops is None else flops / timing.median_s / 1e9,
-            gbyte_per_s=nbytes / timing.median_s / 1e9,
-            floor=_floor(fewest.total, nbytes, peaks),
-        )
-        row["x_floor"] = timing.median_s / row["floor"]["time_s"]
+        calls: list[tuple[dict[str, Any], Callable[[], Any]]] = []
+        for method in methods:
+            row: dict[str, Any] = dict(n=n, layout=layout, method=method, batch=batch,
+                                       channels=channels, shape=list(shape))
+            record["results"].append(row)
+            if budget.exceeded():
+                row["skipped"] = "time budget"
+                continue
+            if method == "scipy" and (settings.device.type != "cpu"
+                                      or settings.dtype not in (torch.float32, torch.float64)):
+                row["skipped"] = "scipy runs on the CPU in float32/float64 only"
+                continue
+            if method == "scipy":
+                numpy_dtype = np.float32 if settings.dtype == torch.float32 else np.float64
+                array = x64.numpy().astype(numpy_dtype)
+
+                def run(array=array, dims=dims):
+                    return scipy.fft.dctn(array, type=2, norm="ortho", axes=dims,
+                                          workers=workers)
+
+                row["flops"] = None
+            else:
+                x = x64.to(settings.device, settings.dtype)
+
+                def run(x=x, dims=dims, method=method):
+                    return dct2(x, dims=dims, method=method)
+
+                row["flops"] = count_flops(lambda meta_x=meta_x, dims=dims, method=method:
+                                           dct2(meta_x, dims=dims, method=method)).total
+            output = torch.as_tensor(run())
+            error = (output.detach().double().cpu() - torch.as_tensor(reference)).abs().max()
+            row.update(max_abs_error=error.item(),
+                       max_rel_error=error.item() / float(np.abs(reference).max()))
+            calls.append((row, run))
+        timings = _time_in_rounds(calls, rounds, settings)
+        for (row, _), measured in zip(calls, timings, strict=True):
+            if row.get("skipped") or not measured:
+                continue
+            timing = min(measured, key=lambda t: t.median_s)  # others' load only slows a round
+            flops = row["flops"]
+            row.update(
+                time=timing.to_dict(),
+                rounds=[t.median_s for t in measured],
+                gflop_per_s=None if flops is None else flops / timing.median_s / 1e9,
+                gbyte_per_s=nbytes / timing.median_s / 1e9,
+                floor=_floor(fewest.total, nbytes, peaks),
+            )
+            row["x_floor"] = timing.median_s / row["floor"]["time_s"]
+        calls = timings = run = None
         _save(record, json_path)
     _finish(record, peaks, settings)
     _save(record, json_path)
@@ -832,26 +873,8 @@ def bench_mixers(
                             return runner(x)
                 calls.append((entry, run, _mixer_bytes(batch, size, dim, row["params"],
                                                        itemsize, train)))
-        # Every mixer at this size in turn, ``rounds`` times: a burst of someone else's load
-        # slows one round of every mixer rather than all rounds of one.
-        timings: list[list[Timing]] = [[] for _ in calls]
-        for round_index in range(rounds):
-            for i, (entry, run, _) in enumerate(calls):
-                if entry.get("skipped"):
-                    continue
-                try:
-                    if round_index == 0:
-                        timings[i].append(settings.timing(run))
-                        entry["peak_memory_bytes"] = peak_memory_bytes(run, device)
-                    else:
-                        timings[i].append(time_callable(
-                            run, device, warmup=0, min_reps=settings.min_reps,
-                            max_reps=settings.max_reps, target_time=settings.target_time))
-                except RuntimeError as err:
-                    if not _is_oom(err):
-                        raise
-                    entry["skipped"] = "out of memory"
-                    _release(device)
+        timings = _time_in_rounds([(entry, run) for entry, run, _ in calls], rounds, settings,
+                                  memory=True)
         for (entry, _, nbytes), measured in zip(calls, timings, strict=True):
             if entry.get("skipped") or not measured:
                 continue
@@ -1166,7 +1189,9 @@ def _dct_section(record: dict[str, Any]) -> list[str]:
         f"`dct2` of `{s['channels']}` channels, batch `B = max(1, {s['tokens']} // N²)`; "
         "time per call in ms (median, IQR/median in brackets), max error vs `scipy.fft.dctn` "
         "in float64 (relative to max |X|), and measured / floor. The floor is the same for every "
-        "method: max(FFT-path FLOPs / P, bytes / BW), bytes = read the input + write the output.")
+        "method: max(FFT-path FLOPs / P, bytes / BW), bytes = read the input + write the output. "
+        f"The methods of one size were timed in turn, {s.get('rounds', 1)} round(s); each time "
+        "is the median of its fastest round.")
     out.append("")
     rows = []
     for r in record["results"]:
@@ -1589,6 +1614,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     dct.add_argument("--tokens", type=int, default=None, help="batch = tokens // N**2")
     dct.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     dct.add_argument("--methods", nargs="+", choices=DCT_METHODS, default=list(DCT_METHODS))
+    dct.add_argument("--rounds", type=int, default=None,
+                     help="interleaved timing rounds over the methods of each size (default 1)")
 
     mix = suites.add_parser("mixers", parents=[common], help="token mixers vs tokens and C")
     mix.add_argument("--mixers", nargs="+", choices=list(MIXERS), default=list(MIXERS))
@@ -1710,7 +1737,8 @@ def cli_main(args: argparse.Namespace) -> int:
         record = bench_dct(
             _pick(args, "sizes", (7, 14, 28, 56, 112)), channels=_pick(args, "channels", 64),
             tokens=_pick(args, "tokens", 32768), layouts=args.layouts, methods=args.methods,
-            settings=settings, json_path=args.json, command=command)
+            rounds=_pick(args, "rounds", 1), settings=settings, json_path=args.json,
+            command=command)
     elif args.suite == "mixers":
         record = bench_mixers(
             args.mixers, _pick(args, "dims", (64, 128, 256, 512)),

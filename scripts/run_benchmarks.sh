@@ -19,7 +19,8 @@ mkdir -p "$OUT"
 echo "load before: $(uptime)"
 start=$(date +%s)
 if [ "$DEVICE" = cpu ]; then
-    "$PYTHON" -m dsm_ref bench dct --device cpu "${THREAD_ARGS[@]}" --json "$OUT/cpu_dct.json"
+    "$PYTHON" -m dsm_ref bench dct --device cpu "${THREAD_ARGS[@]}" --target-time 0.2 --rounds 3 \
+        --json "$OUT/cpu_dct.json"
     "$PYTHON" -m dsm_ref bench mixers --device cpu "${THREAD_ARGS[@]}" --tokens 6272 \
         --target-time 0.1 --rounds 3 --warmup 1 --max-call-time 1.0 --json "$OUT/cpu_mixers.json"
     "$PYTHON" -m dsm_ref bench models --device cpu "${THREAD_ARGS[@]}" --batch 16 \

@@ -180,12 +180,13 @@ def _run_cli(tmp_path, suite, *extra):
 
 
 def test_cli_dct_writes_valid_json(tmp_path):
-    record = _run_cli(tmp_path, "dct")
+    record = _run_cli(tmp_path, "dct", "--rounds", "2")
     methods = {r["method"] for r in record["results"]}
     assert methods == set(bench.DCT_METHODS)
     for row in record["results"]:
         assert row["time"]["median_s"] > 0
         assert row["max_rel_error"] < 1e-5
+        assert len(row["rounds"]) == 2 and row["time"]["median_s"] == min(row["rounds"])
         assert row["flops"] is None if row["method"] == "scipy" else row["flops"] > 0
 
 
