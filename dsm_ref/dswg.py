@@ -98,10 +98,10 @@ class DynamicSpectrumWeights(nn.Module):
         descriptor: ``"log"`` (``log(1 + |S|)`` per channel, then the group mean),
             ``"log_of_mean"`` (``log(1 + group mean of |S|)``) or ``"normalized"`` (``|S|`` over
             its per-image, per-group mean). All stay bounded as the resolution and the DC term
-            grow. paper: "downsamples the frequency features" / ours: ``"log"`` / why: the stored
-            ablations use it; ``"log_of_mean"`` takes one logarithm per group instead of one
-            per channel, the largest cost of the DSWG on CPU (BENCHMARKS.md), and the gate
-            study measures its accuracy (notebook 06).
+            grow. paper: "downsamples the frequency features" / ours: ``"log"`` / why:
+            ``"log_of_mean"`` takes one logarithm per group instead of one per channel (the
+            largest DSWG cost on CPU, BENCHMARKS.md) and ties ``"log"`` in the gate study
+            (notebook 06); the default stays ``"log"`` because every stored study used it.
         layout: ``"dct"`` (coefficient ``(ky, kx)`` is frequency ``(ky, kx)``) or ``"rfft"`` (an
             ``rfft2`` half-spectrum: rows are folded to ``|frequency|``).
     """
