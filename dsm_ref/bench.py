@@ -664,6 +664,25 @@ def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], r
     return timings
 
 
+def _summarize_rounds(entry: dict[str, Any], measured: list[Timing], floor: dict[str, Any],
+                      *, images: int | None = None) -> Timing:
+    """Fills ``entry`` from its timing rounds: the fastest round counts (someone else's load
+    only slows a round down) and every round's median is kept; ``images`` per call gives
+    images/s. Returns the fastest round."""
+    timing = min(measured, key=lambda t: t.median_s)
+    flops = entry.get("flops")
+    entry.update(
+        time=timing.to_dict(),
+        rounds=[t.median_s for t in measured],
+        gflop_per_s=None if flops is None else flops / timing.median_s / 1e9,
+        floor=floor,
+        x_floor=timing.median_s / floor["time_s"],
+    )
+    if images is not None:
+        entry["images_per_s"] = images / timing.median_s
+    return timing
+
+
 def bench_dct(
     sizes: Sequence[int] = (7, 14, 28, 56, 112),
     *,
@@ -746,16 +765,8 @@ def bench_dct(
         for (row, _), measured in zip(calls, timings, strict=True):
             if row.get("skipped") or not measured:
                 continue
-            timing = min(measured, key=lambda t: t.median_s)  # others' load only slows a round
-            flops = row["flops"]
-            row.update(
-                time=timing.to_dict(),
-                rounds=[t.median_s for t in measured],
-                gflop_per_s=None if flops is None else flops / timing.median_s / 1e9,
-                gbyte_per_s=nbytes / timing.median_s / 1e9,
-                floor=_floor(fewest.total, nbytes, peaks),
-            )
-            row["x_floor"] = timing.median_s / row["floor"]["time_s"]
+            timing = _summarize_rounds(row, measured, _floor(fewest.total, nbytes, peaks))
+            row["gbyte_per_s"] = nbytes / timing.median_s / 1e9
         calls = timings = run = None
         _save(record, json_path)
     _finish(record, peaks, settings)
@@ -878,16 +889,9 @@ def bench_mixers(
         for (entry, _, nbytes), measured in zip(calls, timings, strict=True):
             if entry.get("skipped") or not measured:
                 continue
-            timing = min(measured, key=lambda t: t.median_s)  # others' load only slows a round
-            entry.update(
-                time=timing.to_dict(),
-                rounds=[t.median_s for t in measured],
-                ms_per_image=timing.median_s / batch * 1e3,
-                images_per_s=batch / timing.median_s,
-                gflop_per_s=entry["flops"] / timing.median_s / 1e9,
-                floor=_floor(entry["flops"], nbytes, peaks),
-            )
-            entry["x_floor"] = timing.median_s / entry["floor"]["time_s"]
+            timing = _summarize_rounds(entry, measured, _floor(entry["flops"], nbytes, peaks),
+                                       images=batch)
+            entry["ms_per_image"] = timing.median_s / batch * 1e3
         calls = timings = mixer = runner = x = run = None  # free before the next size
         _release(device)
         _save(record, json_path)
@@ -991,21 +995,6 @@ def model_flops(name: str, img_size: int = 224, train: bool = False) -> FlopCoun
     return count_flops(run)
 
 
-def _summarize_rounds(entry: dict[str, Any], size: int, measured: list[Timing],
-                     peaks: dict[str, Any]) -> None:
-    """Fills ``entry`` from its rounds so far: the fastest round counts (others' load only slows
-    a round down), every round's median is kept."""
-    timing = min(measured, key=lambda t: t.median_s)
-    entry.update(
-        time=timing.to_dict(),
-        rounds=[t.median_s for t in measured],
-        images_per_s=size / timing.median_s,
-        gflop_per_s=entry["flops"] / timing.median_s / 1e9,
-        floor=_floor(entry["flops"], 0, peaks),
-    )
-    entry["x_floor"] = timing.median_s / entry["floor"]["time_s"]
-
-
 def bench_models(
     models: Sequence[str] = ("dsm_t", "dsm_s", "dsm_s-gfnet", "swin_t", "convnext_tiny"),
     *,
@@ -1104,7 +1093,7 @@ def bench_models(
             entry["skipped"] = "out of memory"
             _release(device)
         if timings[i]:
-            _summarize_rounds(entry, size, timings[i], peaks)
+            _summarize_rounds(entry, timings[i], _floor(entry["flops"], 0, peaks), images=size)
         _save(record, json_path)  # after every call: a killed run keeps what it measured
     calls = run = None  # free the models before returning
     _release(device)
