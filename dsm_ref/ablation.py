@@ -17,15 +17,15 @@ writes one JSON per study and dataset, ``<out>/<study>-<data>.json`` (schema
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import hashlib
 import inspect
 import json
 import math
 import os
-import platform
-import shlex
+import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,10 +36,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .bench import EXTRA_FLOP_FORMULAS
+from .data import build_datasets
 from .dswg import DynamicSpectrumWeights
 from .models import TOKEN_MIXERS, create_model
-from .train import TrainConfig, train
-from .utils import environment_info
+from .provenance import provenance
+from .stats import adjust_family, format_comparison, paired_comparison
+from .train import TrainConfig, predict, train
 
 __all__ = [
     "Arm",
@@ -55,17 +57,24 @@ __all__ = [
 ]
 
 SCHEMA = "dsm_ref.ablation/v1"
+CURVE_SCHEMA = "dsm_ref.budget_curve/v1"
 # The two datasets of every study: real photos, and a synthetic task whose informative band
 # varies by image (dsm_ref.data.SPECTRAL_TASKS["band_shift"]).
-DATASETS = {"cifar10": "cifar10", "spectral": "spectral/band_shift"}
+DATASETS = {"cifar10": "cifar10", "spectral": "spectral/band_shift",
+            "distractors": "spectral/distractors"}
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One configuration of a study: ``create_model(budget.model, **model_options)``."""
+    """One configuration of a study: ``create_model(budget.model, **model_options)``.
+
+    ``expected``: the sign the study's claim predicts for ``arm - reference`` (+1 better, -1
+    worse), or ``None`` where the claim predicts no direction; verdicts are worded from it.
+    """
 
     name: str
     model_options: dict[str, Any]
+    expected: int | None = None
 
     def key(self, budget: Budget, dataset: str) -> str:
         """Identifies a run configuration (without the seed) across studies and invocations."""
@@ -136,7 +145,8 @@ STUDIES: dict[str, Study] = {
             "dynamic_vs_static",
             "Do content-adaptive band weights (the DSWG) beat a static spectral filter?",
             "dynamic weights help: the DSWG emphasises informative bands per image",
-            (Arm("dynamic", _dsm()), Arm("static", _mixer("static"))),
+            (Arm("dynamic", _dsm(), expected=+1), Arm("static", _mixer("static")),
+             Arm("L=1 (A/A control)", _dsm(spectrum_length=1))),
             reference="static",
         ),
         Study(
@@ -153,10 +163,10 @@ STUDIES: dict[str, Study] = {
             "the DCT (real, no wrap-around) is the basis of choice; the paper does not compare",
             (
                 Arm("DCT dynamic", _dsm()),
-                Arm("DCT static", _mixer("static")),
-                Arm("DFT dynamic", _mixer("gfnet_dynamic")),
-                Arm("DFT static", _mixer("gfnet")),
-                Arm("no mixing", _mixer("identity")),
+                Arm("DCT static", _mixer("static"), expected=-1),
+                Arm("DFT dynamic", _mixer("gfnet_dynamic"), expected=-1),
+                Arm("DFT static", _mixer("gfnet"), expected=-1),
+                Arm("no mixing", _mixer("identity"), expected=-1),
             ),
             reference="DCT dynamic",
         ),
@@ -178,12 +188,17 @@ STUDIES: dict[str, Study] = {
         ),
         Study(
             "mixers",
-            "How does the DSM mixer compare with attention and a depthwise conv in the same body?",
-            "DSM beats transformer- and MLP-like mixers at similar cost",
+            "How does the DSM mixer compare with its static twin, GFNet's filter, DFFormer's "
+            "dynamic filter, attention and a depthwise conv in the same body?",
+            "DSM beats transformer- and MLP-like mixers at similar cost; the dynamic filter "
+            "(per-image mixing of DFT filters) is ours to add: the closest peer",
             (
                 Arm("DSM", _dsm()),
-                Arm("attention", _mixer("attention")),
-                Arm("depthwise 7x7", _mixer("dwconv")),
+                Arm("static twin", _mixer("static"), expected=-1),
+                Arm("GFNet filter", _mixer("gfnet"), expected=-1),
+                Arm("dynamic filter", _mixer("dynamic_filter"), expected=-1),
+                Arm("attention", _mixer("attention"), expected=-1),
+                Arm("depthwise 7x7", _mixer("dwconv"), expected=-1),
             ),
             reference="DSM",
         ),
@@ -194,7 +209,7 @@ STUDIES: dict[str, Study] = {
             (
                 Arm("static, random", _mixer("static", static_init="random")),
                 Arm("static, ones", _mixer("static", static_init="ones")),
-                Arm("dynamic, random", _dsm(static_init="random")),
+                Arm("dynamic, random", _dsm(static_init="random"), expected=+1),
                 Arm("dynamic, ones", _dsm(static_init="ones")),
             ),
             reference="static, random",
@@ -232,55 +247,61 @@ def arm_cost(arm: Arm, budget: Budget, img_size: int = 32, num_classes: int = 10
     }
 
 
-# --- provenance -----------------------------------------------------------------------------
-
-def _git_commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout
-        return out.stdout.strip() + ("+dirty" if dirty.strip() else "") if out.returncode == 0 \
-            else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def provenance(device: str) -> dict:
-    """Command, commit, versions and machine, stored with every result."""
-    return {
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git_commit(),
-        "device": device,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "environment": environment_info(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 # --- running ------------------------------------------------------------------------------------
 
 def _run_path(out: Path, dataset: str, arm: Arm, budget: Budget, seed: int) -> Path:
     return out / "runs" / dataset / f"{arm.key(budget, dataset)}-seed{seed}.json"
 
 
-def run_arm(arm: Arm, dataset: str, seed: int, budget: Budget, *, device: str = "cpu",
-            progress: bool = False) -> dict:
-    """Trains one arm once; returns the JSON-able run record."""
-    config = TrainConfig(
+def weights_path(out: str | os.PathLike, dataset: str, arm: Arm, budget: Budget,
+                 seed: int) -> Path:
+    """Where :func:`run_study` stores the trained weights of one run."""
+    return Path(out) / "weights" / dataset / f"{arm.key(budget, dataset)}-seed{seed}.pt"
+
+
+def arm_config(arm: Arm, dataset: str, seed: int, budget: Budget, *, device: str = "cpu",
+               work_dir: str | os.PathLike | None = None, progress: bool = False) -> TrainConfig:
+    """The training configuration of one run of ``arm`` (see :func:`run_arm`)."""
+    return TrainConfig(
         model=budget.model, model_options=dict(arm.model_options), data=DATASETS[dataset],
         n_train=budget.n_train, n_test=budget.n_test, epochs=budget.epochs,
         batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
-        warmup_epochs=min(1.0, budget.epochs), seed=seed, device=device, out=None,
+        warmup_epochs=min(1.0, budget.epochs), seed=seed, device=device,
+        out=None if work_dir is None else str(work_dir),
+        resume=None if work_dir is None else "auto",
         progress=progress, handle_signals=False,
     )
-    result = train(config)
+
+
+def run_arm(arm: Arm, dataset: str, seed: int, budget: Budget, *, device: str = "cpu",
+            progress: bool = False, work_dir: str | os.PathLike | None = None,
+            weights_path: str | os.PathLike | None = None) -> dict:
+    """Trains one arm once; returns the JSON-able run record.
+
+    ``work_dir``: where the run checkpoints after every epoch and resumes from if it was
+    killed (removed once the run is done); ``None`` trains in memory. ``weights_path``: also
+    store the trained weights there (half precision, a few hundred kB for ``dsm_micro``).
+    """
+    config = arm_config(arm, dataset, seed, budget, device=device, work_dir=work_dir,
+                        progress=progress)
+    started = provenance(device)
+    datasets = build_datasets(config.data, n_train=config.n_train, n_test=config.n_test,
+                              seed=config.seed, progress=False)
+    result = train(config, datasets=datasets)
+    logits, labels = predict(result.model, datasets.test, device=device)
+    if weights_path is not None:
+        save_weights(result.model, weights_path)
+    if work_dir is not None:
+        shutil.rmtree(work_dir, ignore_errors=True)
     return {
         "arm": arm.name,
         "seed": seed,
         "config": config.to_dict(),
+        "provenance": {**started, "data_source": datasets.source,
+                       "data_info": datasets.info},
+        "test_predictions": encode_predictions(logits.argmax(1)),
+        "test_labels_sha256": hashlib.sha256(
+            labels.to(torch.uint8).numpy().tobytes()).hexdigest()[:16],
         "test_top1": result.final["test_top1"],
         "best_test_top1": result.final.get("best_test_top1"),
         "train_loss": result.final.get("train_loss"),
@@ -289,6 +310,43 @@ def run_arm(arm: Arm, dataset: str, seed: int, budget: Budget, *, device: str = 
         "train_images_per_s": round(result.train_images_per_s, 1),
         "num_params": result.num_params,
     }
+
+
+def save_weights(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """The model's state dict in half precision (floats only), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Loads :func:`save_weights`' file into ``model`` (cast to its dtype); returns it."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    reference = model.state_dict()
+    model.load_state_dict({k: v.to(reference[k].dtype) if k in reference else v
+                           for k, v in state.items()})
+    return model
+
+
+def encode_predictions(predictions: torch.Tensor) -> str:
+    """Per-image predicted classes ``(N,)`` as base64 of one uint8 each (10,000 -> 13 kB)."""
+    if predictions.numel() and (predictions.min() < 0 or predictions.max() > 255):
+        raise ValueError("predictions must be class indices in [0, 255]")
+    return base64.b64encode(predictions.to(torch.uint8).numpy().tobytes()).decode("ascii")
+
+
+def decode_predictions(text: str) -> torch.Tensor:
+    """Inverse of :func:`encode_predictions`: ``(N,)`` int64 class indices."""
+    raw = bytearray(base64.b64decode(text.encode("ascii"), validate=True))
+    return torch.frombuffer(raw, dtype=torch.uint8).long() if raw else torch.zeros(0).long()
 
 
 def _summary(values: list[float]) -> dict:
@@ -308,9 +366,14 @@ def run_study(
     out: str | os.PathLike = "runs/ablation",
     device: str = "cpu",
     progress: bool = True,
+    save_weights_for_seeds: tuple[int, ...] = (),
 ) -> dict:
     """Runs (or reuses) every arm x seed of ``study`` on ``dataset``; writes and returns the
     study record ``<out>/<study>-<dataset>.json``.
+
+    A run checkpoints every epoch under ``<out>/work/`` and a killed study resumes it from
+    there. Runs of the seeds in ``save_weights_for_seeds`` also store their trained weights
+    under ``<out>/weights/<dataset>/`` (see :func:`weights_path`).
 
     ``dataset``: a key of :data:`DATASETS`. Finished runs found under ``<out>/runs`` are reused,
     so an interrupted study resumes where it stopped.
@@ -334,7 +397,11 @@ def run_study(
         if path.exists():
             record = json.loads(path.read_text())
         else:
-            record = run_arm(arm, dataset, seed, budget, device=device)
+            record = run_arm(
+                arm, dataset, seed, budget, device=device,
+                work_dir=out / "work" / dataset / path.stem,
+                weights_path=(weights_path(out, dataset, arm, budget, seed)
+                              if seed in save_weights_for_seeds else None))
             _write_json(path, record)
             trained += 1
         record = {**record, "arm": arm.name}
@@ -350,13 +417,9 @@ def run_study(
             "runs": runs[arm.name],
         })
     reference = {r["seed"]: r["test_top1"] for r in runs[study.reference]}
-    paired = []
-    for arm in study.arms:
-        if arm.name == study.reference:
-            continue
-        diffs = [r["test_top1"] - reference[r["seed"]] for r in runs[arm.name]]
-        paired.append({"arm": arm.name, "minus": study.reference, "diffs": diffs,
-                       **_summary(diffs)})
+    paired = paired_statistics(study, {
+        arm.name: [r["test_top1"] - reference[r["seed"]] for r in runs[arm.name]]
+        for arm in study.arms if arm.name != study.reference})
     record = {
         "schema": SCHEMA,
         "study": study.name,
@@ -378,6 +441,100 @@ def run_study(
     return record
 
 
+def paired_statistics(study: Study, diffs: dict[str, list[float]]) -> list[dict]:
+    """Per non-reference arm: the per-seed differences to the reference, their mean, 95 %
+    interval, paired t-test p, Holm-adjusted p across the study's comparisons, and the verdict
+    on the arm's expected sign ("supported", "not shown", "contradicted"; ``None`` without a
+    directional claim)."""
+    comparisons = adjust_family([
+        paired_comparison(name, values, [0.0] * len(values)) for name, values in diffs.items()])
+    rows = []
+    for comparison in comparisons:
+        expected = next((a.expected for a in study.arms if a.name == comparison.name), None)
+        row = comparison.to_dict()
+        rows.append({"arm": row.pop("name"), "minus": study.reference, **row,
+                     "expected": expected,
+                     "verdict": comparison.verdict(expected_sign=expected) if expected else None})
+    return rows
+
+
+def with_statistics(record: dict) -> dict:
+    """``record`` with its paired differences (re)computed by :func:`paired_statistics`, for
+    records stored before intervals and p-values were part of the schema."""
+    study = STUDIES.get(record["study"]) or Study(record["study"], "", "", (),
+                                                  record["reference"])
+    diffs = {p["arm"]: p["diffs"] for p in record["paired_differences"]}
+    return {**record, "paired_differences": paired_statistics(study, diffs)}
+
+
+# The arms whose gap tells whether a budget lets token mixing matter at all.
+CURVE_ARMS = ("DCT dynamic", "DCT static", "no mixing")
+
+
+def run_budget_curve(
+    dataset: str,
+    budgets: list[tuple[int | None, int]],
+    *,
+    seeds: int = 1,
+    base: Budget | None = None,
+    out: str | os.PathLike = "runs/ablation",
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Test top-1 of the dynamic, static and no-mixing arms (:data:`CURVE_ARMS`) at each
+    ``(n_train, epochs)`` of ``budgets``: where does token mixing start to matter?
+
+    Every other setting comes from ``base``. Runs share the study run cache under
+    ``<out>/runs``; the record is written to ``<out>/budget_curve-<dataset>.json``.
+    """
+    _choice("dataset", dataset, list(DATASETS))
+    base = base or Budget()
+    out = Path(out)
+    arms = [STUDIES["transform"].arm(name) for name in CURVE_ARMS]
+    jobs = [(n_train, epochs, arm, seed) for n_train, epochs in budgets for arm in arms
+            for seed in range(seeds)]
+    from tqdm.auto import tqdm
+
+    rows = []
+    for n_train, epochs, arm, seed in tqdm(jobs, desc=f"budget curve / {dataset}",
+                                           disable=not progress, leave=False):
+        budget = dataclasses.replace(base, n_train=n_train, epochs=epochs)
+        path = _run_path(out, dataset, arm, budget, seed)
+        if path.exists():
+            record = json.loads(path.read_text())
+        else:
+            record = run_arm(arm, dataset, seed, budget, device=device,
+                             work_dir=out / "work" / dataset / path.stem)
+            _write_json(path, record)
+        rows.append({"arm": arm.name, "n_train": n_train, "epochs": epochs, "seed": seed,
+                     "test_top1": record["test_top1"], "train_loss": record["train_loss"],
+                     "wall_time_s": record["wall_time_s"]})
+    curve = {"schema": CURVE_SCHEMA, "dataset": dataset, "data": DATASETS[dataset],
+             "base_budget": asdict(base), "arms": list(CURVE_ARMS), "budgets": budgets,
+             "seeds": seeds, "rows": rows, "provenance": provenance(device)}
+    _write_json(out / f"budget_curve-{dataset}.json", curve)
+    return curve
+
+
+def curve_table(curve: dict) -> str:
+    """Plain-text budget curve: one line per budget, mean top-1 of each arm over the seeds, and
+    the static arm's lead over no mixing."""
+    lines = [f"budget curve on {curve['dataset']} ({curve['seeds']} seed(s), "
+             f"{curve['base_budget']['n_test']} test images)",
+             f"{'train images':>12} {'epochs':>6} " + " ".join(f"{a:>12}" for a in curve["arms"])
+             + f" {'static - none':>14}"]
+    for n_train, epochs in curve["budgets"]:
+        means = {}
+        for arm in curve["arms"]:
+            values = [r["test_top1"] for r in curve["rows"] if r["arm"] == arm
+                      and r["n_train"] == n_train and r["epochs"] == epochs]
+            means[arm] = statistics.fmean(values) if values else math.nan
+        lead = means["DCT static"] - means["no mixing"]
+        lines.append(f"{n_train:>12} {epochs:>6} "
+                     + " ".join(f"{means[a]:>12.2f}" for a in curve["arms"]) + f" {lead:>+14.2f}")
+    return "\n".join(lines)
+
+
 def _write_json(path: Path, record: dict) -> None:
     """Temp file + rename: a killed run never leaves half a JSON behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,38 +552,50 @@ def load_study(path: str | os.PathLike) -> dict:
 
 
 def study_table(record: dict) -> str:
-    """Plain-text table: arm, test top-1 mean +- std, paired difference, params, DSWG cost."""
+    """Plain-text table: arm, test top-1 mean +- std, the paired difference to the reference
+    with its 95 % interval, paired t-test p and Holm-adjusted p, the verdict, and the cost."""
+    record = with_statistics(record)
     paired = {p["arm"]: p for p in record["paired_differences"]}
     lines = [
         f"{record['study']} on {record['dataset']} ({record['seeds']} seeds, "
-        f"{record['budget']['epochs']} epochs, {record['budget']['n_train']} train images)",
-        f"{'arm':<18} {'top-1 %':>14} {'vs ' + record['reference']:>22} {'params':>9} "
-        f"{'DSWG params':>11} {'MMACs':>7}",
+        f"{record['budget']['epochs']} epochs, {record['budget']['n_train']} train images, "
+        f"{record['budget']['n_test']} test images)",
+        f"{'arm':<26} {'top-1 %':>14}  {'minus ' + record['reference'] + ' [95% CI]':<28} "
+        f"{'p':>7} {'Holm p':>7}  {'verdict':<12} {'params':>9} {'MMACs':>7}",
     ]
     for arm in record["arms"]:
         acc = arm["test_top1"]
         diff = paired.get(arm["name"])
-        diff_text = f"{diff['mean']:+.2f} +- {diff['std']:.2f}" if diff else "reference"
+        if diff is None:
+            diff_text, p_text, holm_text, word = "reference", "", "", ""
+        else:
+            low, high = diff["ci95"]
+            diff_text = (f"{diff['mean']:+.2f} [{low:+.2f}, {high:+.2f}]" if low is not None
+                         else f"{diff['mean']:+.2f} (one seed)")
+            p_text = f"{diff['p']:.2g}" if diff["p"] is not None else "-"
+            holm_text = f"{diff['p_holm']:.2g}" if diff["p_holm"] is not None else "-"
+            word = diff["verdict"] or "(no claim)"
         cost = arm["cost"]
         lines.append(
-            f"{arm['name']:<18} {acc['mean']:>7.2f} +- {acc['std']:<4.2f} {diff_text:>22} "
-            f"{cost['params']:>9,} {cost['dswg_params']:>11,} {cost['macs'] / 1e6:>7.2f}"
+            f"{arm['name']:<26} {acc['mean']:>7.2f} +- {acc['std']:<4.2f}  {diff_text:<28} "
+            f"{p_text:>7} {holm_text:>7}  {word:<12} {cost['params']:>9,} "
+            f"{cost['macs'] / 1e6:>7.2f}"
         )
     return "\n".join(lines)
 
 
 def verdict(record: dict, arm: str) -> str:
-    """One stable sentence on ``arm`` vs the reference: is the paired difference beyond
-    two standard errors?"""
-    diff = next(p for p in record["paired_differences"] if p["arm"] == arm)
-    if diff["n"] < 2:
-        return f"{arm} vs {diff['minus']}: one seed, no spread to judge by"
-    stderr = diff["std"] / math.sqrt(diff["n"])
-    if abs(diff["mean"]) <= 2 * stderr:
-        word = "no clear difference from"
-    else:
-        word = "better than" if diff["mean"] > 0 else "worse than"
-    return f"{arm} is {word} {diff['minus']} on {record['dataset']}"
+    """One sentence on ``arm`` vs the reference: the paired difference with its interval and
+    p-values, and the verdict on the study's claim for that arm."""
+    diff = next(p for p in with_statistics(record)["paired_differences"] if p["arm"] == arm)
+    comparison = paired_comparison(arm, diff["diffs"], [0.0] * len(diff["diffs"]))
+    comparison = dataclasses.replace(comparison, p_holm=(
+        diff["p_holm"] if diff["p_holm"] is not None else math.nan))
+    claim = {1: f"claim: better than {diff['minus']}", -1: f"claim: worse than {diff['minus']}",
+             None: "no directional claim"}[diff["expected"]]
+    word = diff["verdict"] or "no verdict"
+    return (f"{arm} - {diff['minus']} on {record['dataset']}: {format_comparison(comparison)}"
+            f" -> {word} ({claim})")
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -436,7 +605,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", default="all",
                         help=f"one of {', '.join(STUDIES)}, or all (default)")
     parser.add_argument("--data", default="both",
-                        help=f"one of {', '.join(DATASETS)}, or both (default)")
+                        help=f"one of {', '.join(DATASETS)}, or both (default: cifar10 and "
+                             "spectral)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--n-train", dest="n_train", type=int, default=defaults.n_train)
@@ -448,24 +618,48 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/ablation",
                         help="folder for <study>-<data>.json and the per-run cache")
+    parser.add_argument("--curve", default=None, metavar="NxE,...",
+                        help="instead of studies: the budget curve of the dynamic, static and "
+                             "no-mixing arms at these train-set sizes x epochs, e.g. "
+                             "2000x6,10000x15 (n_test etc. from the other options)")
     parser.add_argument("--json", action="store_true",
                         help="print the study records as JSON instead of tables")
+
+
+def _parse_curve(text: str) -> list[tuple[int, int]]:
+    budgets = []
+    for item in text.split(","):
+        n_train, sep, epochs = item.strip().partition("x")
+        if not (sep and n_train.isdigit() and epochs.isdigit()) or int(n_train) < 1 \
+                or int(epochs) < 1:
+            raise ValueError(f"--curve takes N_TRAINxEPOCHS items like 2000x6,10000x15; "
+                             f"got {item.strip()!r}")
+        budgets.append((int(n_train), int(epochs)))
+    return budgets
 
 
 def cli_main(args: argparse.Namespace) -> int:
     try:
         studies = list(STUDIES) if args.study == "all" else [
             _choice("study", args.study, [*STUDIES, "all"])]
-        datasets = list(DATASETS) if args.data == "both" else [
+        datasets = ["cifar10", "spectral"] if args.data == "both" else [
             _choice("data", args.data, [*DATASETS, "both"])]
         for name in ("seeds", "epochs", "n_train", "n_test", "batch_size"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         budget = Budget(model=args.model, epochs=args.epochs, n_train=args.n_train,
                         n_test=args.n_test, batch_size=args.batch_size, lr=args.lr)
+        curve = _parse_curve(args.curve) if args.curve else None
     except ValueError as err:
         print(f"dsm_ref ablate: error: {err}", file=sys.stderr)
         return 2
+    if curve is not None:
+        for dataset in datasets:
+            record = run_budget_curve(dataset, curve, seeds=args.seeds, base=budget,
+                                      out=args.out, device=args.device)
+            print(json.dumps(record, indent=1) if args.json else curve_table(record),
+                  flush=True)
+        return 0
     records = []
     for dataset in datasets:
         for study in studies:

@@ -26,6 +26,7 @@ trainer promise bit-equal resume and DDP == single process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import math
@@ -503,7 +504,7 @@ def _decode_cached(kind: str, path: Path, progress: bool) -> _Decoded:
     cached_path = cache_dir() / f"cifar10-{key}.pt"
     decoded = _load_cache(cached_path)
     if decoded is not None:
-        return decoded
+        return _with_digest(decoded, kind, key)
 
     def decode() -> _Decoded:
         members = _archive_members(path) if kind == "archive" else _folder_members(files, path)
@@ -526,7 +527,14 @@ def _decode_cached(kind: str, path: Path, progress: bool) -> _Decoded:
                      "train_images": decoded.train_images, "train_labels": decoded.train_labels,
                      "test_images": decoded.test_images, "test_labels": decoded.test_labels}
             _save_atomic(state, cached_path)
-    return decoded
+    return _with_digest(decoded, kind, key)
+
+
+def _with_digest(decoded: _Decoded, kind: str, key: str) -> _Decoded:
+    """Names the source's content in ``source``: the archive's sha256 (first 16 hex digits),
+    or for a folder a hash of its file names, sizes and modification times."""
+    label = "sha256" if kind == "archive" else "listing-sha256"
+    return dataclasses.replace(decoded, source=f"{decoded.source} ({label} {key})")
 
 
 def _load_torchvision_cifar10(root: Path, download: bool) -> _Decoded:
@@ -773,6 +781,12 @@ SPECTRAL_TASKS: dict[str, str] = {
         "carried by the stronger of the two. Tests *selecting* a band per image: every band holds "
         "a grating in some images, so no fixed filter can suppress the distractor."
     ),
+    "distractors": (
+        "The hard variant: every band holds a grating. The image's informative band (drawn per "
+        "image) carries the class; each other band carries a weaker grating (0.7 of the "
+        "amplitude) oriented as another class. A model that pools orientation evidence over all "
+        "bands sees three classes; it must weigh the bands of each image to find the strongest."
+    ),
     "fixed_band": (
         "Control: the class grating always sits in the middle band. A static filter suffices, so "
         "a dynamic and a static mixer should tie here; a gap means something else differs."
@@ -818,6 +832,18 @@ def _spectral_chunk(task: str, count: int, size: int, num_classes: int,
     phase = _uniform(0.0, 2 * math.pi, count, generator)
     color = _uniform(0.5, 1.0, count * 3, generator).view(count, 3, 1, 1)
     signal = _grating(theta, frequency, phase, size)[:, None] * color
+    if task == "distractors":
+        for shift in range(1, len(SPECTRAL_BANDS)):
+            other = (bands + shift) % len(SPECTRAL_BANDS)
+            other_label = (labels + torch.randint(1, num_classes, (count,), generator=generator)
+                           ) % num_classes
+            other_theta = other_label * spacing + _uniform(-0.2 * spacing, 0.2 * spacing, count,
+                                                           generator)
+            other_frequency = _uniform(edges[other, 0], edges[other, 1], count, generator)
+            other_phase = _uniform(0.0, 2 * math.pi, count, generator)
+            other_color = _uniform(0.5, 1.0, count * 3, generator).view(count, 3, 1, 1)
+            signal = signal + 0.7 * _grating(other_theta, other_frequency, other_phase,
+                                             size)[:, None] * other_color
     if task == "distractor":
         offset = torch.randint(1, len(SPECTRAL_BANDS), (count,), generator=generator)
         other = (bands + offset) % len(SPECTRAL_BANDS)

@@ -35,6 +35,7 @@ GATES = ("softmax", "2sigmoid", "sigmoid")
 POOLS = ("mean", "max")
 DESCRIPTORS = ("log", "log_of_mean", "normalized")
 LAYOUTS = ("dct", "rfft")
+HIDDEN_INITS = ("small", "lecun")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -117,6 +118,8 @@ class DynamicSpectrumWeights(nn.Module):
         pool: str = "mean",
         descriptor: str = "log",
         layout: str = "dct",
+        descriptor_norm: bool = False,
+        hidden_init: str = "small",
     ) -> None:
         super().__init__()
         if spectrum_length < 1:
@@ -130,15 +133,21 @@ class DynamicSpectrumWeights(nn.Module):
         self.pool = _choice("pool", pool, POOLS)
         self.descriptor = _choice("descriptor", descriptor, DESCRIPTORS)
         self.layout = _choice("layout", layout, LAYOUTS)
+        self.hidden_init = _choice("hidden_init", hidden_init, HIDDEN_INITS)
         num_bands = num_groups * spectrum_length**2
         hidden = max(16, round(num_bands * hidden_ratio))
+        self.norm = nn.LayerNorm(num_bands) if descriptor_norm else nn.Identity()
         self.fc1 = nn.Linear(num_bands, hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, num_bands)
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Zero last layer: all band logits are 0 at start, so the gate outputs its mean."""
+        """Zero last layer: all band logits are 0 at start, so the gate outputs its mean.
+        ``hidden_init="lecun"`` also draws the first layer with std ``1 / sqrt(fan_in)``."""
+        if self.hidden_init == "lecun":
+            nn.init.trunc_normal_(self.fc1.weight, std=self.fc1.in_features ** -0.5)
+            nn.init.zeros_(self.fc1.bias)
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
 
@@ -190,7 +199,7 @@ class DynamicSpectrumWeights(nn.Module):
         """
         b, h, w, _ = spectrum.shape
         descriptors = self.band_descriptors(spectrum).to(self.fc1.weight.dtype)
-        logits = self.fc2(self.act(self.fc1(descriptors.reshape(b, -1))))
+        logits = self.fc2(self.act(self.fc1(self.norm(descriptors.reshape(b, -1)))))
         logits = logits.reshape(b, self.num_groups, -1)
         if self.gate == "softmax":
             occupied = self.band_layout(h, w, spectrum.device).counts.flatten() > 0

@@ -20,6 +20,7 @@ from .dswg import DynamicSpectrumWeights
 __all__ = [
     "DynamicSpectrumMixer",
     "GlobalFilter",
+    "DynamicFilter",
     "Attention",
     "DepthwiseConvMixer",
     "IdentityMixer",
@@ -183,6 +184,63 @@ class GlobalFilter(_SpectralWeightResizing):
             filtered = self.dswg(spectrum, filtered)
         y = torch.fft.irfft2(filtered, s=(h, w), dim=(1, 2), norm="ortho")
         return self.proj(y.to(x.dtype))
+
+
+class DynamicFilter(_SpectralWeightResizing):
+    """DFFormer's dynamic filter (arXiv 2303.03932): a per-image global filter on the DFT.
+
+    ``x: (B, H, W, C) -> (B, H, W, C)``: ``y = proj(irfft2(rfft2(x) * K(x)))`` where the filter
+    ``K(x) = sum_k a_k(x) K_k`` is a mixture of ``num_filters`` learned complex filters
+    ``K_k (H0, W0 // 2 + 1, C)``, and the mixture weights ``a(x) (B, num_filters, C)`` come from a
+    two-layer MLP on the globally pooled input with a softmax over the filters (one mixture per
+    channel). The closest peer of the DSM mixer: both adapt a global spectral filter to each
+    image; DSM re-weights DCT *bands*, this mixes whole DFT *filters*.
+
+    Written from the paper's description. Departures: no channel expansion before the filter
+    and the same output projection as every other mixer here, so the body and its cost stay
+    those of the other arms (DFFormer expands by 2 with StarReLU); filters start at
+    ``0.02 * N(0, 1)`` like GFNet's; the MLP's hidden width is ``C / 4`` (at least 16).
+    """
+
+    def __init__(self, dim: int, input_size: tuple[int, int], *, num_filters: int = 4,
+                 hidden_ratio: float = 0.25) -> None:
+        super().__init__()
+        if num_filters < 1:
+            raise ValueError(f"num_filters must be >= 1, got {num_filters}")
+        height, width = input_size
+        self.dim = dim
+        self.input_size = (height, width)
+        self.num_filters = num_filters
+        self.spectral_weight = nn.Parameter(torch.empty(height, width // 2 + 1, num_filters, dim,
+                                                        2))
+        hidden = max(16, round(dim * hidden_ratio))
+        self.reweight = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(),
+                                      nn.Linear(hidden, num_filters * dim))
+        self.proj = nn.Linear(dim, dim)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        nn.init.normal_(self.spectral_weight, std=0.02)
+
+    def mixture_weights(self, x: Tensor) -> Tensor:
+        """``(B, H, W, C) -> (B, num_filters, C)``: softmax over the filters, per channel."""
+        logits = self.reweight(x.mean(dim=(1, 2)))
+        return torch.softmax(logits.reshape(x.shape[0], self.num_filters, self.dim), dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tokens(x, self.dim, type(self).__name__)
+        _, h, w, _ = x.shape
+        spectrum = torch.fft.rfft2(x.float(), dim=(1, 2), norm="ortho")
+        weight = resize_spectral_weight(self.spectral_weight, (h, w // 2 + 1)).float()
+        filters = torch.view_as_complex(weight.contiguous())  # (h, w', K, C)
+        mixture = self.mixture_weights(x.float()).to(filters.dtype)
+        image_filter = torch.einsum("bkc,hwkc->bhwc", mixture, filters)
+        y = torch.fft.irfft2(spectrum * image_filter, s=(h, w), dim=(1, 2), norm="ortho")
+        return self.proj(y.to(x.dtype))
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, input_size={self.input_size}, "
+                f"num_filters={self.num_filters}")
 
 
 class Attention(nn.Module):

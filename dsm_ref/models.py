@@ -20,13 +20,23 @@ FLOPs are multiply-adds (the convention of the peers' tables), counted by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 
 from .layers import Downsample, DropPath, LayerScale, Mlp, PatchStem
-from .mixers import Attention, DepthwiseConvMixer, DynamicSpectrumMixer, GlobalFilter, IdentityMixer
+from .mixers import (
+    Attention,
+    DepthwiseConvMixer,
+    DynamicFilter,
+    DynamicSpectrumMixer,
+    GlobalFilter,
+    IdentityMixer,
+)
 
 __all__ = [
     "DSMBlock",
@@ -46,6 +56,7 @@ TOKEN_MIXERS: dict[str, MixerFactory] = {
     "static": partial(DynamicSpectrumMixer, dynamic=False),
     "gfnet": partial(GlobalFilter, dynamic=False),
     "gfnet_dynamic": partial(GlobalFilter, dynamic=True),
+    "dynamic_filter": DynamicFilter,
     "attention": Attention,
     "dwconv": DepthwiseConvMixer,
     "identity": IdentityMixer,
@@ -163,6 +174,10 @@ class DSM(nn.Module):
         self.min_input_size = stem_stride * 2 ** (len(dims) - 1)
         self.features_only = features_only
         mixer = _resolve_mixer(token_mixer, mixer_options)
+        # One draw from the global RNG whatever the architecture: the draws the layers make while
+        # they are built are undone below, and init_weights keys every module's values on it.
+        init_seed = int(torch.randint(0, 2**62, (), device="cpu").item())
+        rng_after_seed = torch.get_rng_state()
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
 
@@ -191,18 +206,32 @@ class DSM(nn.Module):
             self.norm = nn.LayerNorm(dims[-1])
             self.head_dropout = nn.Dropout(head_dropout)
             self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
+        torch.set_rng_state(rng_after_seed)
+        self.init_weights(init_seed)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        """Truncated-normal linear/conv weights, zero biases; then each spectral module's own
-        ``init_weights`` (``apply`` visits children first, so it has the last word)."""
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif hasattr(module, "init_weights"):
-            module.init_weights()
+    def init_weights(self, seed: int) -> None:
+        """Initialises every module from its own random stream, keyed by ``(seed, module name)``.
+
+        Linear and conv layers: truncated normal (std 0.02), zero bias; then every module with an
+        ``init_weights`` method (the spectral weights, the DSWG's zero last layer) runs it, after
+        the generic pass, so it has the last word. Because each module's draws depend only on
+        the seed and its own name, two models built at the same seed hold identical values in
+        every parameter they share, whatever else one of them adds: the arms of an ablation
+        (dynamic vs static, one spectrum length vs another) start from the same weights, and
+        only the parameters an arm adds are new. The draws run on the CPU generator (the
+        parameters are on the CPU when the model is built).
+        """
+        modules = list(self.named_modules())
+        for name, module in modules:
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                with _module_rng(seed, name):
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for name, module in modules:
+            if module is not self and hasattr(module, "init_weights"):
+                with _module_rng(seed, name + ".init_weights"):
+                    module.init_weights()
 
     def _check_input(self, x: Tensor) -> None:
         expected = f"(B, {self.in_chans}, H, W) with H, W >= {self.min_input_size}"
@@ -239,6 +268,15 @@ class DSM(nn.Module):
         if self.features_only:
             return [f.permute(0, 3, 1, 2) for f in self.forward_stages(x)]
         return self.forward_head(self.forward_features(x))
+
+
+@contextmanager
+def _module_rng(seed: int, name: str):
+    """The CPU RNG seeded from ``(seed, name)`` for the block's duration, then restored."""
+    digest = hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=8).digest()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int.from_bytes(digest, "little") >> 1)
+        yield
 
 
 def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:

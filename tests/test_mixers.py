@@ -8,10 +8,12 @@ import pytest
 import scipy.fft
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dsm_ref.mixers import (
     Attention,
     DepthwiseConvMixer,
+    DynamicFilter,
     DynamicSpectrumMixer,
     GlobalFilter,
     IdentityMixer,
@@ -83,6 +85,34 @@ def test_depthwise_conv_matches_conv2d():
     x = torch.randn(1, 9, 9, 6)
     conv = F.conv2d(x.permute(0, 3, 1, 2), mixer.conv.weight, mixer.conv.bias, padding=1, groups=6)
     torch.testing.assert_close(mixer(x), mixer.proj(conv.permute(0, 2, 3, 1)))
+
+
+def test_dynamic_filter_matches_numpy_per_image_mixture():
+    torch.manual_seed(0)
+    mixer = DynamicFilter(8, (6, 10), num_filters=3)
+    nn.init.normal_(mixer.reweight[2].weight)  # make the mixtures differ between images
+    x = torch.randn(2, 6, 10, 8)
+    mixture = mixer.mixture_weights(x)
+    assert mixture.shape == (2, 3, 8)
+    torch.testing.assert_close(mixture.sum(1), torch.ones(2, 8))
+    assert (mixture[0] - mixture[1]).abs().max() > 1e-3
+    filters = torch.view_as_complex(mixer.spectral_weight.detach()).numpy()  # (6, 6, 3, 8)
+    expected = []
+    for b in range(2):
+        image_filter = np.einsum("kc,hwkc->hwc", mixture[b].detach().numpy(), filters)
+        spectrum = np.fft.rfft2(x[b].numpy(), axes=(0, 1), norm="ortho")
+        expected.append(np.fft.irfft2(spectrum * image_filter, s=(6, 10), axes=(0, 1),
+                                      norm="ortho"))
+    reference = mixer.proj(torch.from_numpy(np.stack(expected)).float())
+    torch.testing.assert_close(mixer(x), reference, rtol=1e-4, atol=1e-5)
+
+
+def test_dynamic_filter_with_one_filter_is_a_global_filter():
+    mixer, gfnet = DynamicFilter(4, (5, 5), num_filters=1), GlobalFilter(4, (5, 5))
+    gfnet.load_state_dict({"spectral_weight": mixer.spectral_weight.detach()[:, :, 0],
+                           "proj.weight": mixer.proj.weight, "proj.bias": mixer.proj.bias})
+    x = torch.randn(3, 5, 5, 4)
+    torch.testing.assert_close(mixer(x), gfnet(x))
 
 
 def test_identity_mixer_is_the_projection():
