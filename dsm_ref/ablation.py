@@ -28,6 +28,7 @@ import shutil
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,15 @@ STUDIES: dict[str, Study] = {
             "dynamic weights help: the DSWG emphasises informative bands per image",
             (Arm("dynamic", _dsm(), expected=+1), Arm("static", _mixer("static")),
              Arm("L=1 (A/A control)", _dsm(spectrum_length=1))),
+            reference="static",
+        ),
+        Study(
+            "dswg_form",
+            "Does the DSWG select bands per image once its MLP can learn (normalised "
+            "descriptors, unit-scale first layer), where its first form did not?",
+            "dynamic weights help (the paper); the form of the DSWG's MLP input and init is ours",
+            (Arm("DSWG", _dsm(), expected=+1), Arm("static", _mixer("static")),
+             Arm("DSWG, first form", _dsm(descriptor_norm=False, hidden_init="small"))),
             reference="static",
         ),
         Study(
@@ -386,27 +396,14 @@ def run_study(
     budget = budget or Budget()
     out = Path(out)
     started = time.perf_counter()
-    arms, trained = [], 0
-    jobs = [(arm, seed) for arm in study.arms for seed in range(seeds)]
-    from tqdm.auto import tqdm
-
-    bar = tqdm(jobs, desc=f"{study.name} / {dataset}", disable=not progress, leave=False)
+    arms = []
+    jobs = [(arm, budget, seed) for arm in study.arms for seed in range(seeds)]
+    records, trained = _run_all(jobs, dataset, out, device=device, progress=progress,
+                                desc=f"{study.name} / {dataset}",
+                                save_weights_for_seeds=save_weights_for_seeds)
     runs: dict[str, list[dict]] = {arm.name: [] for arm in study.arms}
-    for arm, seed in bar:
-        path = _run_path(out, dataset, arm, budget, seed)
-        if path.exists():
-            record = json.loads(path.read_text())
-        else:
-            record = run_arm(
-                arm, dataset, seed, budget, device=device,
-                work_dir=out / "work" / dataset / path.stem,
-                weights_path=(weights_path(out, dataset, arm, budget, seed)
-                              if seed in save_weights_for_seeds else None))
-            _write_json(path, record)
-            trained += 1
-        record = {**record, "arm": arm.name}
+    for (arm, _, _), record in zip(jobs, records, strict=True):
         runs[arm.name].append(record)
-        bar.set_postfix(arm=arm.name, seed=seed, top1=f"{record['test_top1']:.1f}")
     for arm in study.arms:
         accuracies = [r["test_top1"] for r in runs[arm.name]]
         arms.append({
@@ -439,6 +436,90 @@ def run_study(
     }
     _write_json(out / f"{study.name}-{dataset}.json", record)
     return record
+
+
+_CLAIM_POLL_S = 10.0
+
+
+def _run_all(jobs: list[tuple[Arm, Budget, int]], dataset: str, out: Path, *, device: str,
+             progress: bool, desc: str, save_weights_for_seeds: tuple[int, ...] = ()
+             ) -> tuple[list[dict], int]:
+    """Each job's run record (in job order) and how many were trained now; a finished run is
+    read from ``<out>/runs``, and runs another process has claimed are waited for, so several
+    processes can share one study (one thread each on a small CPU)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
+    records: dict[int, dict] = {}
+    trained = 0
+    pending = list(range(len(jobs)))
+    while pending:
+        deferred = []
+        for index in pending:
+            arm, budget, seed = jobs[index]
+            path = _run_path(out, dataset, arm, budget, seed)
+            if not path.exists():
+                with _claim(path) as claimed:
+                    if not claimed:
+                        deferred.append(index)
+                        continue
+                    if not path.exists():  # another process may have finished it meanwhile
+                        record = run_arm(
+                            arm, dataset, seed, budget, device=device,
+                            work_dir=out / "work" / dataset / path.stem,
+                            weights_path=(weights_path(out, dataset, arm, budget, seed)
+                                          if seed in save_weights_for_seeds else None))
+                        _write_json(path, record)
+                        trained += 1
+            records[index] = {**json.loads(path.read_text()), "arm": arm.name}
+            bar.update()
+            bar.set_postfix(arm=arm.name, seed=seed, top1=f"{records[index]['test_top1']:.1f}")
+        if len(deferred) == len(pending):
+            time.sleep(_CLAIM_POLL_S)
+        pending = deferred
+    bar.close()
+    return [records[i] for i in range(len(jobs))], trained
+
+
+@contextmanager
+def _claim(run_path: Path):
+    """Claims one run for this process with an exclusive ``<run>.claim`` file holding its pid,
+    so several processes can work through one study; yields whether the claim succeeded. A
+    claim whose process is gone (killed) is taken over: the run resumes from its checkpoint."""
+    claim = run_path.with_suffix(".claim")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(claim.read_text() or "0")
+                fresh = time.time() - claim.stat().st_mtime < 30  # its pid may not be written yet
+            except (OSError, ValueError):
+                holder, fresh = 0, True
+            if (holder and _alive(holder)) or (not holder and fresh):
+                yield False
+                return
+            claim.unlink(missing_ok=True)  # a dead holder: take its run over
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        try:
+            yield True
+        finally:
+            claim.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def paired_statistics(study: Study, diffs: dict[str, list[float]]) -> list[dict]:
@@ -491,24 +572,14 @@ def run_budget_curve(
     base = base or Budget()
     out = Path(out)
     arms = [STUDIES["transform"].arm(name) for name in CURVE_ARMS]
-    jobs = [(n_train, epochs, arm, seed) for n_train, epochs in budgets for arm in arms
-            for seed in range(seeds)]
-    from tqdm.auto import tqdm
-
-    rows = []
-    for n_train, epochs, arm, seed in tqdm(jobs, desc=f"budget curve / {dataset}",
-                                           disable=not progress, leave=False):
-        budget = dataclasses.replace(base, n_train=n_train, epochs=epochs)
-        path = _run_path(out, dataset, arm, budget, seed)
-        if path.exists():
-            record = json.loads(path.read_text())
-        else:
-            record = run_arm(arm, dataset, seed, budget, device=device,
-                             work_dir=out / "work" / dataset / path.stem)
-            _write_json(path, record)
-        rows.append({"arm": arm.name, "n_train": n_train, "epochs": epochs, "seed": seed,
-                     "test_top1": record["test_top1"], "train_loss": record["train_loss"],
-                     "wall_time_s": record["wall_time_s"]})
+    jobs = [(arm, dataclasses.replace(base, n_train=n_train, epochs=epochs), seed)
+            for n_train, epochs in budgets for arm in arms for seed in range(seeds)]
+    records, _ = _run_all(jobs, dataset, out, device=device, progress=progress,
+                          desc=f"budget curve / {dataset}")
+    rows = [{"arm": arm.name, "n_train": budget.n_train, "epochs": budget.epochs, "seed": seed,
+             "test_top1": record["test_top1"], "train_loss": record["train_loss"],
+             "wall_time_s": record["wall_time_s"]}
+            for (arm, budget, seed), record in zip(jobs, records, strict=True)]
     curve = {"schema": CURVE_SCHEMA, "dataset": dataset, "data": DATASETS[dataset],
              "base_budget": asdict(base), "arms": list(CURVE_ARMS), "budgets": budgets,
              "seeds": seeds, "rows": rows, "provenance": provenance(device)}
@@ -622,6 +693,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of studies: the budget curve of the dynamic, static and "
                              "no-mixing arms at these train-set sizes x epochs, e.g. "
                              "2000x6,10000x15 (n_test etc. from the other options)")
+    parser.add_argument("--save-weights", dest="save_weights", default="", metavar="SEEDS",
+                        help="comma-separated seeds whose runs also store their trained "
+                             "weights under <out>/weights (e.g. 0)")
     parser.add_argument("--json", action="store_true",
                         help="print the study records as JSON instead of tables")
 
@@ -650,6 +724,11 @@ def cli_main(args: argparse.Namespace) -> int:
         budget = Budget(model=args.model, epochs=args.epochs, n_train=args.n_train,
                         n_test=args.n_test, batch_size=args.batch_size, lr=args.lr)
         curve = _parse_curve(args.curve) if args.curve else None
+        try:
+            weight_seeds = tuple(int(x) for x in args.save_weights.split(",") if x.strip())
+        except ValueError:
+            raise ValueError(f"--save-weights takes seeds like 0 or 0,1; got "
+                             f"{args.save_weights!r}") from None
     except ValueError as err:
         print(f"dsm_ref ablate: error: {err}", file=sys.stderr)
         return 2
@@ -664,7 +743,7 @@ def cli_main(args: argparse.Namespace) -> int:
     for dataset in datasets:
         for study in studies:
             record = run_study(study, dataset, seeds=args.seeds, budget=budget, out=args.out,
-                               device=args.device)
+                               device=args.device, save_weights_for_seeds=weight_seeds)
             records.append(record)
             if not args.json:
                 print(study_table(record), end="\n\n", flush=True)

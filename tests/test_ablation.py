@@ -186,7 +186,7 @@ def test_load_study_rejects_foreign_json(tmp_path):
     "argv,message",
     [
         (["--study", "depth"], "unknown study 'depth'; valid: dynamic_vs_static, spectrum_length"),
-        (["--data", "imagenet"], "unknown data 'imagenet'; valid: cifar10, spectral, both"),
+        (["--data", "imagenet"], "unknown data 'imagenet'; valid: cifar10, spectral, distractors, both"),
         (["--seeds", "0"], "--seeds must be >= 1"),
     ],
 )
@@ -227,3 +227,23 @@ def test_run_key_names_the_model_with_its_defaults(monkeypatch):
     monkeypatch.setitem(ablation.TOKEN_MIXERS, "dsm",
                         partial(DynamicSpectrumMixer, dynamic=True, spectrum_length=8))
     assert studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10") == length_8
+
+
+def test_two_processes_share_one_study(tmp_path):
+    """Runs claimed by another live process are left to it and read once it wrote them; a
+    claim left by a dead process is taken over."""
+    import os
+
+    budget = ablation.Budget(epochs=1, n_train=32, n_test=16, batch_size=16)
+    study = ablation.STUDIES["dynamic_vs_static"]
+    dead = ablation._run_path(tmp_path, "spectral", study.arm("static"), budget, 0)
+    dead.parent.mkdir(parents=True)
+    dead.with_suffix(".claim").write_text("999999999")  # no such process
+    record = ablation.run_study(study, "spectral", seeds=1, budget=budget, out=tmp_path,
+                                progress=False)
+    assert record["runs_trained_now"] == 3 and not list(tmp_path.rglob("*.claim"))
+    held = ablation._run_path(tmp_path, "spectral", study.arm("dynamic"), budget, 1)
+    with ablation._claim(held) as claimed:
+        assert claimed and held.with_suffix(".claim").read_text() == str(os.getpid())
+        with ablation._claim(held) as again:
+            assert not again  # a live holder keeps its run
