@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from . import spectrum
+from .stats import paired_comparison
 
 __all__ = [
     "fft_radial_frequency",
@@ -32,6 +33,8 @@ __all__ = [
     "radial_filter_widget",
     "band_gain_widget",
     "show_study",
+    "show_budget_curve",
+    "show_band_selection",
 ]
 
 # Images are in [0, 1]; their DCT coefficients are mostly << 1, where log1p is nearly linear.
@@ -272,7 +275,8 @@ def band_gain_widget(
 
 def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: int = 80):
     """One ablation study on one or more datasets: accuracy per arm (dots: seeds, bar: mean +-
-    std) above, paired difference to the reference arm (same seed) below; returns the figure.
+    std) above, paired difference to the reference arm (same seed, bar: 95 % t-interval)
+    below; returns the figure.
 
     ``records``: study records of :func:`dsm_ref.ablation.run_study`, one per dataset.
     """
@@ -297,7 +301,11 @@ def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: 
             if name not in paired:
                 continue
             diff = paired[name]
-            bottom.errorbar(x, diff["mean"], yerr=diff["std"], fmt="o", color="C2", capsize=4)
+            comparison = paired_comparison(name, diff["diffs"], [0.0] * len(diff["diffs"]))
+            low, high = comparison.ci95
+            error = ([[comparison.mean - low], [high - comparison.mean]]
+                     if comparison.n > 1 else None)
+            bottom.errorbar(x, comparison.mean, yerr=error, fmt="o", color="C2", capsize=4)
             bottom.scatter([x] * len(diff["diffs"]), diff["diffs"], color="C1", s=14, zorder=3)
         bottom.axhline(0.0, color="gray", linewidth=1)
         bottom.set_ylabel(f"minus {record['reference']} (points)")
@@ -305,4 +313,69 @@ def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: 
             ax.set_xticks(positions, names, rotation=25, ha="right", fontsize=8)
             ax.set_xlim(-0.5, len(names) - 0.5)
             ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def show_budget_curve(curve: Mapping[str, Any], *, dpi: int = 80):
+    """Test top-1 of each arm at each budget of a :func:`dsm_ref.ablation.run_budget_curve`
+    record (dots: single seeds, line: mean), budgets ordered by training images seen."""
+    import matplotlib.pyplot as plt
+
+    budgets = sorted((tuple(b) for b in curve["budgets"]), key=lambda b: (b[0] * b[1], b[0]))
+    labels = [f"{n // 1000}k x {e}" if n >= 1000 else f"{n} x {e}" for n, e in budgets]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=dpi, layout="constrained")
+    positions = np.arange(len(budgets))
+    for colour, arm in enumerate(curve["arms"]):
+        means = []
+        for x, (n_train, epochs) in zip(positions, budgets, strict=True):
+            values = [r["test_top1"] for r in curve["rows"] if r["arm"] == arm
+                      and r["n_train"] == n_train and r["epochs"] == epochs]
+            ax.scatter([x] * len(values), values, color=f"C{colour}", s=14)
+            means.append(float(np.mean(values)) if values else np.nan)
+        ax.plot(positions, means, "-o", color=f"C{colour}", label=arm, markersize=5)
+    ax.set_xticks(positions, labels)
+    ax.set_xlabel("training images x epochs")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(f"budget curve on {curve['dataset']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def show_band_selection(weights: Mapping[str, Tensor], factor: Tensor,
+                        factor_names: Sequence[str], *, dpi: int = 80):
+    """What trained DSWGs select: for each DSWG (row) the mean band weights over the images of
+    each value of ``factor`` (columns), averaged over channel groups, and (last column) their
+    spread over images (std / mean per band).
+
+    ``weights``: DSWG name -> ``(N, G, L, L)`` band weights (:func:`dsm_ref.probe.
+    record_band_weights`); ``factor``: ``(N,)`` ints in ``[0, len(factor_names))``.
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(weights)
+    columns = len(factor_names) + 1
+    fig, axes = plt.subplots(len(names), columns, figsize=(2.1 * columns, 2.0 * len(names)),
+                             dpi=dpi, layout="constrained", squeeze=False)
+    for row, name in enumerate(names):
+        w = weights[name].float().mean(1)  # (N, L, L): averaged over groups
+        maps = [w[factor == value].mean(0) for value in range(len(factor_names))]
+        high = max(float(m.max()) for m in maps)
+        for column, (label, band_map) in enumerate(zip(factor_names, maps, strict=True)):
+            ax = axes[row, column]
+            image = ax.imshow(band_map, cmap="magma", vmin=0.0, vmax=high)
+            ax.set_title(f"{label}" if row == 0 else "", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(image, ax=axes[row, len(factor_names) - 1], fraction=0.046)
+        axes[row, 0].set_ylabel(name.replace(".mixer.dswg", "").replace("stages.", "stage "),
+                                fontsize=8)
+        spread = weights[name].float().std(0).mean(0) / weights[name].float().mean(0).mean(
+            0).clamp_min(1e-12)
+        ax = axes[row, -1]
+        image = ax.imshow(spread, cmap="viridis", vmin=0.0)
+        ax.set_title("spread over images" if row == 0 else "", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(image, ax=ax, fraction=0.046)
     return fig

@@ -247,3 +247,16 @@ def test_two_processes_share_one_study(tmp_path):
         assert claimed and held.with_suffix(".claim").read_text() == str(os.getpid())
         with ablation._claim(held) as again:
             assert not again  # a live holder keeps its run
+
+
+def test_budget_curve_runs_each_arm_at_each_budget(tmp_path, capsys):
+    argv = ["ablate", "--curve", "32x1,48x1", "--data", "spectral", "--seeds", "1",
+            "--n-test", "16", "--batch-size", "16", "--out", str(tmp_path)]
+    assert cli(argv) == 0
+    table = capsys.readouterr().out
+    assert "static - none" in table and "48      1" in table
+    curve = json.loads((tmp_path / "budget_curve-spectral.json").read_text())
+    assert curve["schema"] == ablation.CURVE_SCHEMA and len(curve["rows"]) == 2 * 3
+    assert {r["arm"] for r in curve["rows"]} == set(ablation.CURVE_ARMS)
+    assert cli(argv[:2] + ["32x1,12"] + argv[3:]) == 2
+    assert "N_TRAINxEPOCHS" in capsys.readouterr().err

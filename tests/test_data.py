@@ -305,3 +305,19 @@ def test_spectral_task_datasets_and_errors():
         D.build_datasets("mnist")
     with pytest.raises(ValueError, match="32 px"):
         D.build_datasets("cifar10", img_size=64)
+
+
+def test_distractors_task_puts_a_weaker_grating_of_another_class_in_every_other_band():
+    """Every band holds a grating, and the informative one is usually the strongest."""
+    images, labels, bands = D.spectral_images("distractors", 400, seed=0)
+    gray = images.float().mean(1)
+    power = torch.fft.fft2(gray - gray.mean((-2, -1), keepdim=True)).abs() ** 2
+    frequency = torch.sqrt(torch.fft.fftfreq(32)[:, None] ** 2 + torch.fft.fftfreq(32) ** 2)
+    per_band = torch.stack([
+        power[:, (frequency >= low) & (frequency <= high)].amax(-1)
+        for low, high in D.SPECTRAL_BANDS], dim=1)  # (N, 3): peak power in each band
+    background = power[:, frequency > 0.45].mean(-1)
+    assert (per_band.min(1).values > 20 * background).float().mean() > 0.9  # all bands filled
+    # The informative grating is the strongest in most gray images (each grating's random colour
+    # can make a distractor the stronger one in gray; the three channels still tell them apart).
+    assert (per_band.argmax(1) == bands).float().mean() > 0.6

@@ -133,3 +133,19 @@ def test_show_study_draws_every_arm_and_paired_difference():
     assert [t.get_text() for t in top.get_xticklabels()] == ["dynamic", "static"]
     assert len(top.collections) == 2 + 2  # seed dots and error bars per arm
     assert bottom.get_ylabel() == "minus static (points)"
+
+
+def test_budget_curve_and_band_selection_figures():
+    curve = {"dataset": "cifar10", "arms": ["DCT dynamic", "DCT static", "no mixing"],
+             "budgets": [[2000, 6], [10000, 6]], "seeds": 1,
+             "rows": [{"arm": arm, "n_train": n, "epochs": e, "seed": 0, "test_top1": 30.0 + i}
+                      for i, arm in enumerate(["DCT dynamic", "DCT static", "no mixing"])
+                      for n, e in [(2000, 6), (10000, 6)]]}
+    fig = viz.show_budget_curve(curve)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["2k x 6", "10k x 6"]
+    plt.close(fig)
+    weights = {"stages.0.blocks.0.mixer.dswg": torch.rand(9, 2, 4, 4),
+               "stages.1.blocks.0.mixer.dswg": torch.rand(9, 2, 4, 4)}
+    fig = viz.show_band_selection(weights, torch.arange(9) % 3, ["low", "middle", "high"])
+    assert len([ax for ax in fig.axes if ax.images]) == 2 * 4
+    plt.close(fig)
