@@ -784,8 +784,9 @@ SPECTRAL_TASKS: dict[str, str] = {
     "distractors": (
         "The hard variant: every band holds a grating. The image's informative band (drawn per "
         "image) carries the class; each other band carries a weaker grating (0.7 of the "
-        "amplitude, before each grating's random colour) oriented as another class. A model that pools orientation evidence over all "
-        "bands sees three classes; it must weigh the bands of each image to find the strongest."
+        "amplitude, before each grating's random colour) oriented as another class. A model "
+        "that pools orientation evidence over all bands sees three classes; it must weigh the "
+        "bands of each image to find the strongest."
     ),
     "fixed_band": (
         "Control: the class grating always sits in the middle band. A static filter suffices, so "

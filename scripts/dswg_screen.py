@@ -8,7 +8,8 @@ image's informative band). The stored screen ``data/results/cpu-distractors/scre
 made with, for example::
 
     OMP_NUM_THREADS=1 python scripts/dswg_screen.py ln_lecun distractors 0 12 8000 \
-        '{"token_mixer": "dsm", "mixer_options": {"hidden_init": "lecun", "descriptor_norm": true}}' \
+        '{"token_mixer": "dsm",
+          "mixer_options": {"hidden_init": "lecun", "descriptor_norm": true}}' \
         --out data/results/cpu-distractors/screen.jsonl
 """
 

@@ -185,8 +185,9 @@ def test_load_study_rejects_foreign_json(tmp_path):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--study", "depth"], "unknown study 'depth'; valid: dynamic_vs_static, spectrum_length"),
-        (["--data", "imagenet"], "unknown data 'imagenet'; valid: cifar10, spectral, distractors, both"),
+        (["--study", "depth"], "unknown study 'depth'; valid: dynamic_vs_static, dswg_form"),
+        (["--data", "imagenet"],
+         "unknown data 'imagenet'; valid: cifar10, spectral, distractors, both"),
         (["--seeds", "0"], "--seeds must be >= 1"),
     ],
 )
