@@ -43,6 +43,7 @@ from .models import TOKEN_MIXERS, create_model
 from .provenance import provenance
 from .stats import adjust_family, format_comparison, paired_comparison
 from .train import TrainConfig, predict, train
+from .utils import atomic_torch_save
 
 __all__ = [
     "Arm",
@@ -328,12 +329,7 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_torch_save(state, path)
     return path
 
 

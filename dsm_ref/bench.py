@@ -46,7 +46,6 @@ import importlib
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -67,6 +66,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .dct import KRONECKER_MAX_SIZE, dct2
 from .mixers import Attention, DepthwiseConvMixer, DynamicSpectrumMixer, GlobalFilter
 from .models import create_model
+from .provenance import cpu_model
 from .utils import environment_info
 
 __all__ = [
@@ -433,17 +433,6 @@ def _refloor(value: Any, peaks: dict[str, Any]) -> None:
 # --- provenance ---------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _git_revision() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
@@ -468,7 +457,7 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     device = torch.device(device)
     info: dict[str, Any] = dict(environment_info())
     info.update(
-        cpu_model=_cpu_model(),
+        cpu_model=cpu_model(),
         logical_cpus=os.cpu_count(),
         torch_threads=torch.get_num_threads(),
         load_average=_load_average(),

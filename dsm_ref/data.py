@@ -42,6 +42,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .utils import atomic_torch_save
+
 __all__ = [
     "DATA_DIR_ENV",
     "CACHE_DIR_ENV",
@@ -468,15 +470,6 @@ def _file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _save_atomic(obj: object, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _load_cache(path: Path) -> _Decoded | None:
     """A decoded cache written by :func:`_decode_cached`, or ``None`` if absent or unreadable."""
     if not path.is_file():
@@ -526,7 +519,7 @@ def _decode_cached(kind: str, path: Path, progress: bool) -> _Decoded:
                      "classes": list(decoded.classes), "source": decoded.source,
                      "train_images": decoded.train_images, "train_labels": decoded.train_labels,
                      "test_images": decoded.test_images, "test_labels": decoded.test_labels}
-            _save_atomic(state, cached_path)
+            atomic_torch_save(state, cached_path)
     return _with_digest(decoded, kind, key)
 
 
