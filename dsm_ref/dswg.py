@@ -109,15 +109,17 @@ class DynamicSpectrumWeights(nn.Module):
             the MLP. paper: not stated / ours: on / why: the raw descriptors share a large
             per-image offset (every band's ``log(1 + |S|)`` is positive and similar), so the MLP
             saw mostly the image's overall energy; normalised, it sees which bands stand out.
+            Its cost: the overall spectral level is gone, and a task that needs it (notebook
+            03's denoising example) does worse with it; ``descriptor_norm=False`` keeps it.
         hidden_init: ``"lecun"`` (first layer ``N(0, 1 / fan_in)``, so its output has unit
             scale) or ``"small"`` (``N(0, 0.02^2)`` like every other linear layer).
             paper: not stated / ours: ``"lecun"`` / why: with the last layer at zero and the
             first at 0.02, both layers of the MLP start near zero and the gradient reaching
-            either is ~0: the DSWG stayed a static filter in disguise (band weights varied by
-            0.01 % across images after training, gate entropy 1.0; ``dsm_ref.probe``,
-            notebook 06). Measured on the ``distractors`` spectral task (12 epochs, seed 0):
-            static 77.25 %, DSWG with both old choices 77.75 %, ``"lecun"`` alone 79.60 %,
-            both new choices 82.60 %; the 5-seed study is in notebook 06.
+            either is tiny (a saddle): the DSWG moves late, and after training its first-stage
+            band weights still barely varied over images (spread 0.05 against 0.84 with both
+            new choices; ``dsm_ref.probe``). On the ``distractors`` spectral task (5 seeds,
+            12 epochs) the first form gained +0.73 points over its static twin, the new form
+            +5.26 (``data/results/cpu-distractors``, notebook 06).
     """
 
     def __init__(
