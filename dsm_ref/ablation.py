@@ -603,11 +603,15 @@ def curve_table(curve: dict) -> str:
 
 
 def _write_json(path: Path, record: dict) -> None:
-    """Temp file + rename: a killed run never leaves half a JSON behind."""
+    """Temp file + rename: a killed run never leaves half a JSON behind. The temp name holds the
+    process id, because processes sharing a study each write its record when they finish."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_study(path: str | os.PathLike) -> dict:

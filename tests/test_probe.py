@@ -50,7 +50,10 @@ def test_probe_a_model_records_every_dswg():
     assert all(grads[name] > 0 for name in weights) and grads["other (median)"] > 0
     rows = probe_model(model, images, labels, factor=torch.arange(6) % 2)
     assert {"dswg", "L", "spread", "entropy", "explained", "grad_norm"} <= set(rows[0])
-    assert not model.training or model.training  # the mode is restored either way
+    for training in (True, False):  # recording runs in eval mode and restores the caller's mode
+        model.train(training)
+        record_band_weights(model, images[:2])
+        assert model.training is training
 
 
 def test_the_first_form_starts_at_a_saddle():
