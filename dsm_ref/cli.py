@@ -1,7 +1,7 @@
 """``python -m dsm_ref {info,train,ablate,bench}``.
 
-Each sub-command lives in its own module, which provides ``add_cli_arguments(parser)`` and
-``cli_main(args) -> int``; this file only dispatches, importing the module a command needs.
+Each sub-command lives in its own module under :mod:`dsm_ref.commands`, which provides
+``add_cli_arguments(parser)`` and ``cli_main(args) -> int``; this file only dispatches.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {
-    "info": ("dsm_ref.info", "versions, device, and where data is looked for"),
-    "train": ("dsm_ref.train", "train a model (CIFAR-10, ImageNet folders, spectral tasks)"),
-    "ablate": ("dsm_ref.ablation", "run the paper's ablation studies"),
-    "bench": ("dsm_ref.bench", "time and count the DCT, the mixers and the models"),
+    "info": ("dsm_ref.commands.info", "versions, device, and where data is looked for"),
+    "train": ("dsm_ref.commands.train",
+              "train a model (CIFAR-10, ImageNet folders, spectral tasks)"),
+    "ablate": ("dsm_ref.commands.ablate", "run the paper's ablation studies"),
+    "bench": ("dsm_ref.commands.bench", "time and count the DCT, the mixers and the models"),
 }
 
 

@@ -23,11 +23,12 @@ error stays near float32's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from .cache import cached_constant
 
 __all__ = [
     "dct_matrix",
@@ -80,29 +81,6 @@ def _check_input(x: Tensor, dims: Sequence[int], method: str) -> list[int]:
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF_DTYPES else dtype
-
-
-_CONSTANTS: dict[tuple, Any] = {}
-T = TypeVar("T", Tensor, tuple)
-
-
-def cached_constant(key: tuple, build: Callable[[], T]) -> T:
-    """``build()`` (a tensor or a tuple of tensors), memoised under ``key``, which must name
-    everything the value depends on (size, dtype, device).
-
-    For constants of a forward pass (DCT matrices, band layouts). Built outside inference mode,
-    so a constant first made under ``torch.inference_mode()`` can still be saved for backward in
-    a later training step. Constants built while a tracer or exporter runs (fake or functional
-    tensors) are returned but not cached. The returned tensor is shared: never modify it in place.
-    """
-    value = _CONSTANTS.get(key)
-    if value is None:
-        with torch.inference_mode(False), torch.no_grad():
-            value = build()
-        tensors = value if isinstance(value, tuple) else (value,)
-        if all(type(t) is Tensor for t in tensors) and not torch.compiler.is_compiling():
-            _CONSTANTS[key] = value
-    return value
 
 
 def _build_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:

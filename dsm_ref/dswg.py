@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dct import cached_constant
+from .cache import cached_constant
+from .checks import check_choice
 from .spectrum import block_band_index
 
 __all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS"]
@@ -36,12 +37,6 @@ POOLS = ("mean", "max")
 DESCRIPTORS = ("log", "log_of_mean", "normalized")
 LAYOUTS = ("dct", "rfft")
 HIDDEN_INITS = ("small", "lecun")
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
 
 
 def band_index(n: int, length: int, *, folded: bool, device: torch.device) -> Tensor:
@@ -81,7 +76,11 @@ def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> Ban
 
 
 class DynamicSpectrumWeights(nn.Module):
-    """Per-image band weights from a spectrum: ``(B, H, W, C) -> (B, H, W, C)``.
+    """Per-image band weights from a spectrum ``(B, H, W, C)``, applied to the spectrum's values.
+
+    ``band_weights(S)``: ``(B, G, L, L)``, the selector's decision; ``weights(S)``: ``A(S)``
+    ``(B, H, W, C)``, each coefficient's weight; calling the module, ``dswg(S, values)``,
+    returns ``values * A(S)``, which is what the mixers do.
 
     Args:
         dim: channels ``C`` of the spectrum.
@@ -91,7 +90,11 @@ class DynamicSpectrumWeights(nn.Module):
         num_groups: channel groups ``G`` with their own band weights (``dim % G == 0``).
             paper: not stated / ours: 4 / why: different channels can select different bands at
             ``G * L * L`` weights per image.
-        hidden_ratio: MLP hidden width as a fraction of its input ``G * L * L`` (at least 16).
+        hidden_ratio: MLP hidden width as a fraction of its input ``G * L * L``, at least 16.
+            paper: "a two-layer MLP", width not stated / ours: 0.5, floor 16 / why: a
+            bottleneck like SE's keeps the DSWG's cost small next to the mixer's (64 bands ->
+            32 hidden at the defaults); the floor keeps small settings (``L = 1``, one group:
+            1 band) from a hidden layer of 1 unit, which could not tell images apart.
         gate: ``"softmax"`` (``L*L * softmax``, mean 1), ``"2sigmoid"`` (1 at init) or
             ``"sigmoid"`` (0.5 at init). paper: not stated / ours: softmax / why: a prototype saw
             a plain sigmoid halve the branch at start and then saturate.
@@ -144,11 +147,11 @@ class DynamicSpectrumWeights(nn.Module):
         self.dim = dim
         self.spectrum_length = spectrum_length
         self.num_groups = num_groups
-        self.gate = _choice("gate", gate, GATES)
-        self.pool = _choice("pool", pool, POOLS)
-        self.descriptor = _choice("descriptor", descriptor, DESCRIPTORS)
-        self.layout = _choice("layout", layout, LAYOUTS)
-        self.hidden_init = _choice("hidden_init", hidden_init, HIDDEN_INITS)
+        self.gate = check_choice("gate", gate, GATES)
+        self.pool = check_choice("pool", pool, POOLS)
+        self.descriptor = check_choice("descriptor", descriptor, DESCRIPTORS)
+        self.layout = check_choice("layout", layout, LAYOUTS)
+        self.hidden_init = check_choice("hidden_init", hidden_init, HIDDEN_INITS)
         num_bands = num_groups * spectrum_length**2
         hidden = max(16, round(num_bands * hidden_ratio))
         self.norm = nn.LayerNorm(num_bands) if descriptor_norm else nn.Identity()
@@ -240,20 +243,24 @@ class DynamicSpectrumWeights(nn.Module):
         per_group = self._per_group(band_weights, h, w)
         return per_group.expand(b, h, w, g, self.dim // g).reshape(b, h, w, self.dim)
 
-    def forward(self, spectrum: Tensor, values: Tensor | None = None) -> Tensor:
-        """The weights ``A(S)``, ``(B, H, W, C)``; or, given ``values`` of the spectrum's shape
-        (e.g. ``S * W0``), the product ``values * A(S)`` without building ``A(S)`` at full size
-        (one multiply instead of an expand, a copy and a multiply)."""
+    def weights(self, spectrum: Tensor) -> Tensor:
+        """The weights ``A(S)``, ``(B, H, W, C)``: each coefficient's band weight."""
+        h, w = spectrum.shape[1:3]
+        return self.expand(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
+
+    def forward(self, spectrum: Tensor, values: Tensor) -> Tensor:
+        """``values * A(S)``: re-weights ``values`` ``(B, H, W, C)`` (the mixer's filtered
+        spectrum ``S * W0``, real or complex) by the band weights of ``spectrum`` ``(B, H, W,
+        C)``. Equal to ``values * self.weights(spectrum)`` but without building ``A(S)`` at
+        full size: the weights broadcast over each group's channels (one multiply instead of
+        an expand, a copy and a multiply)."""
         b, h, w, c = spectrum.shape
-        per_group = self._per_group(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
-        if values is None:
-            return per_group.expand(b, h, w, self.num_groups, c // self.num_groups).reshape(
-                b, h, w, c)
         if values.shape != spectrum.shape:
             raise ValueError(
                 f"values must have the spectrum's shape {tuple(spectrum.shape)}, "
                 f"got {tuple(values.shape)}"
             )
+        per_group = self._per_group(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
         grouped = values.reshape(b, h, w, self.num_groups, c // self.num_groups)
         return (grouped * per_group).reshape(b, h, w, c)
 

@@ -1,10 +1,8 @@
-"""``python -m dsm_ref info``: versions, the device training would use, and where data is looked
-for (the first thing to paste into a bug report)."""
+"""What this installation is: versions, the device training would use, and where data is looked
+for (``python -m dsm_ref info`` prints it: the first thing to paste into a bug report)."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
 import torch
@@ -13,7 +11,7 @@ from .data import CACHE_DIR_ENV, DATA_DIR_ENV, DATASETS, data_locations
 from .models import list_models
 from .utils import environment_info, pick_device
 
-__all__ = ["collect_info", "add_cli_arguments", "cli_main"]
+__all__ = ["collect_info"]
 
 
 def collect_info() -> dict[str, dict[str, str]]:
@@ -40,20 +38,3 @@ def collect_info() -> dict[str, dict[str, str]]:
         "models": ", ".join(list_models()),
     }
     return {"environment": environment, "device": devices, "data": data}
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    info = collect_info()
-    if args.json:
-        print(json.dumps(info, indent=1))
-        return 0
-    for section, values in info.items():
-        print(f"[{section}]")
-        width = max(map(len, values))
-        for key, value in values.items():
-            print(f"  {key:<{width}}  {value}")
-    return 0

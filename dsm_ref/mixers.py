@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_choice
 from .dct import dct2, idct2
 from .dswg import DynamicSpectrumWeights
 
@@ -68,6 +69,11 @@ class _SpectralWeightResizing(nn.Module):
                 state_dict[key] = resize_spectral_weight(stored, self.spectral_weight.shape[:2])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names the optimizer must not decay: decay would pull the spectral filter
+        towards zero, i.e. towards a mixer that passes nothing."""
+        return {"spectral_weight"}
+
 
 class DynamicSpectrumMixer(_SpectralWeightResizing):
     """The DSM token mixer: ``y = proj(idct2(S * W0 * A(S)))`` with ``S = dct2(x)``.
@@ -104,8 +110,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         **dswg_options,
     ) -> None:
         super().__init__()
-        if static_init not in STATIC_INITS:
-            raise ValueError(f"static_init must be one of {STATIC_INITS}, got {static_init!r}")
+        check_choice("static_init", static_init, STATIC_INITS)
         height, width = input_size
         self.dim = dim
         self.input_size = (height, width)
@@ -248,6 +253,9 @@ class Attention(nn.Module):
 
     ``x: (B, H, W, C) -> (B, H, W, C)``; ``head_dim`` channels per head (``C % head_dim == 0``,
     else one head). No position encoding: the block's other mixers have none either.
+    ``head_dim``: ours 32 / why: the head size of Swin and PoolFormer's attention stages, so
+    ``dsm_micro``'s 32-128 channels get 1-4 heads, and a comparison arm at the same width
+    costs what those models' attention costs.
     """
 
     def __init__(self, dim: int, input_size: tuple[int, int] | None = None, *,

@@ -21,13 +21,17 @@ FLOPs are multiply-adds (the convention of the peers' tables), counted by
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .checks import check_choice
+from .dswg import DynamicSpectrumWeights
 from .layers import Downsample, DropPath, LayerScale, Mlp, PatchStem
 from .mixers import (
     Attention,
@@ -44,7 +48,9 @@ __all__ = [
     "DSM",
     "TOKEN_MIXERS",
     "create_model",
+    "init_weights",
     "list_models",
+    "mixer_options",
     "register_model",
     "weight_decay_groups",
 ]
@@ -63,6 +69,29 @@ TOKEN_MIXERS: dict[str, MixerFactory] = {
 }
 
 
+def mixer_options(token_mixer: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every keyword option of the registered mixer ``token_mixer`` with its default, then
+    ``options`` applied: the full description of the mixer a model builds (an ablation's run key
+    hashes it, so a changed default gives new runs). Mixers that pass ``**dswg_options`` on to
+    their DSWG include the DSWG's options. An unknown mixer or option raises ``ValueError``
+    naming the valid ones."""
+    check_choice("token_mixer", token_mixer, TOKEN_MIXERS)
+    parameters = dict(inspect.signature(TOKEN_MIXERS[token_mixer]).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):  # **dswg_options
+        parameters = {**inspect.signature(DynamicSpectrumWeights).parameters, **parameters}
+    valid = [name for name, p in parameters.items()
+             if name not in ("dim", "input_size") and p.kind not in (p.VAR_KEYWORD,
+                                                                      p.VAR_POSITIONAL)]
+    for name in options or {}:
+        if name not in valid:
+            raise ValueError(f"unknown option {name!r} of token_mixer {token_mixer!r}; "
+                             f"expected one of: {', '.join(sorted(valid))}")
+    resolved = {name: p.default for name, p in parameters.items()
+                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+    resolved.update(options or {})
+    return resolved
+
+
 def _resolve_mixer(token_mixer: str | MixerFactory, options: dict | None) -> MixerFactory:
     if isinstance(token_mixer, str):
         if token_mixer not in TOKEN_MIXERS:
@@ -70,6 +99,7 @@ def _resolve_mixer(token_mixer: str | MixerFactory, options: dict | None) -> Mix
                 f"unknown token_mixer {token_mixer!r}; expected one of {sorted(TOKEN_MIXERS)} "
                 "or a class called as Mixer(dim, input_size, **options)"
             )
+        mixer_options(token_mixer, options)  # an unknown option fails here, by name
         token_mixer = TOKEN_MIXERS[token_mixer]
     return partial(token_mixer, **options) if options else token_mixer
 
@@ -142,8 +172,15 @@ class DSM(nn.Module):
         stem_stride: 4 for ImageNet-size inputs, 2 for 32-px presets.
         token_mixer: a name from :data:`TOKEN_MIXERS` or a class ``Mixer(dim, input_size, ...)``.
         mixer_options: keyword arguments for every mixer (e.g. ``spectrum_length``, ``gate``).
+        mlp_ratio: hidden width of the channel MLP over ``C``. paper: not stated / ours: 4 /
+            why: the ratio of ViT, Swin, ConvNeXt and GFNet, so the FLOP budgets of those
+            peers apply unchanged.
         drop_path_rate: stochastic depth of the last block; linear from 0 over the blocks.
-        layer_scale_init: start of the per-channel layer scale; ``None`` disables it.
+        layer_scale_init: start of the per-channel layer scale; ``None`` disables it. paper:
+            not stated / ours: ``1e-5`` on ``dsm_l`` only / why: CaiT and ConvNeXt use it to
+            keep very deep or wide residual stacks trainable at start; the smaller variants
+            train without it, and a scale that starts near zero also slows the first epochs
+            the CPU budgets of the course depend on.
         features_only: return the 4 stage maps ``(B, C_i, H_i, W_i)`` (strides
             ``stem_stride * (1, 2, 4, 8)``) instead of logits; described by ``feature_info``.
     """
@@ -210,28 +247,17 @@ class DSM(nn.Module):
         self.init_weights(init_seed)
 
     def init_weights(self, seed: int) -> None:
-        """Initialises every module from its own random stream, keyed by ``(seed, module name)``.
+        """Initialises every module from its own random stream: :func:`init_weights`."""
+        init_weights(self, seed)
 
-        Linear and conv layers: truncated normal (std 0.02), zero bias; then every module with an
-        ``init_weights`` method (the spectral weights, the DSWG's zero last layer) runs it, after
-        the generic pass, so it has the last word. Because each module's draws depend only on
-        the seed and its own name, two models built at the same seed hold identical values in
-        every parameter they share, whatever else one of them adds: the arms of an ablation
-        (dynamic vs static, one spectrum length vs another) start from the same weights, and
-        only the parameters an arm adds are new. The draws run on the CPU generator (the
-        parameters are on the CPU when the model is built).
-        """
-        modules = list(self.named_modules())
-        for name, module in modules:
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                with _module_rng(seed, name):
-                    nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        for name, module in modules:
-            if module is not self and hasattr(module, "init_weights"):
-                with _module_rng(seed, name + ".init_weights"):
-                    module.init_weights()
+    def no_weight_decay(self) -> set[str]:
+        """Full names of the parameters its modules exclude from weight decay (timm's
+        convention: each module lists its own, e.g. a mixer's ``spectral_weight``)."""
+        names = set()
+        for prefix, module in self.named_modules():
+            if module is not self and hasattr(module, "no_weight_decay"):
+                names.update(f"{prefix}.{name}" for name in module.no_weight_decay())
+        return names
 
     def _check_input(self, x: Tensor) -> None:
         expected = f"(B, {self.in_chans}, H, W) with H, W >= {self.min_input_size}"
@@ -270,6 +296,34 @@ class DSM(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def init_weights(module: nn.Module, seed: int) -> None:
+    """Initialises ``module`` and every submodule from its own random stream, keyed by
+    ``(seed, submodule name)``; works on a whole model or on a mixer built alone.
+
+    Linear and conv layers: truncated normal (std 0.02), zero bias; then every submodule with an
+    ``init_weights()`` method (the spectral weights, the DSWG's zero last layer) runs it, after
+    the generic pass, so it has the last word. Because each submodule's draws depend only on the
+    seed and its own name, never on the order modules are visited, two models built at the same
+    seed hold identical values in every parameter they share, whatever else one of them adds:
+    the arms of an ablation (dynamic vs static, one spectrum length vs another) start from the
+    same weights, and only the parameters an arm adds are new. (A mixer initialised alone gets
+    the same scheme; its values differ from the same mixer's inside a model, whose names carry
+    the block's place.) The draws run on the CPU generator (parameters are on the CPU when a
+    model is built).
+    """
+    modules = list(module.named_modules())
+    for name, sub in modules:
+        if isinstance(sub, (nn.Linear, nn.Conv2d)):
+            with _module_rng(seed, name):
+                nn.init.trunc_normal_(sub.weight, std=0.02)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+    for name, sub in modules:
+        if hasattr(sub, "init_weights") and not isinstance(sub, DSM):  # DSM's calls this
+            with _module_rng(seed, name + ".init_weights"):
+                sub.init_weights()
+
+
 @contextmanager
 def _module_rng(seed: int, name: str):
     """The CPU RNG seeded from ``(seed, name)`` for the block's duration, then restored."""
@@ -280,13 +334,15 @@ def _module_rng(seed: int, name: str):
 
 
 def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Optimizer parameter groups: decay on matrices and convs, none on biases, norms, layer
-    scales and spectral weights (decay would pull a spectral filter towards zero)."""
+    """Optimizer parameter groups: decay on matrices and convs; none on biases, norms and layer
+    scales (1-D) nor on the parameters the model lists in ``no_weight_decay()`` (the spectral
+    weights)."""
+    skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim <= 1 or name.endswith("spectral_weight"):
+        if param.ndim <= 1 or name in skip:
             no_decay.append(param)
         else:
             decay.append(param)

@@ -8,7 +8,6 @@ import os
 import platform
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +15,6 @@ from torch import Tensor
 
 __all__ = [
     "seed_everything",
-    "atomic_torch_save",
     "pick_device",
     "environment_info",
     "Comparison",
@@ -31,18 +29,6 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then an atomic rename: a killed
-    process never leaves half a file behind."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

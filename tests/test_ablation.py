@@ -5,9 +5,12 @@ from functools import partial
 
 import pytest
 
-from dsm_ref import ablation
+from dsm_ref import ablation, create_model
+from dsm_ref.ablation.run import run_path
+from dsm_ref.ablation.sharing import _claim
 from dsm_ref.cli import main as cli
 from dsm_ref.mixers import DynamicSpectrumMixer
+from dsm_ref.models import TOKEN_MIXERS
 
 TOY = ablation.Budget(epochs=1, n_train=32, n_test=16, batch_size=16)
 
@@ -101,7 +104,7 @@ def test_arms_share_every_common_parameter_at_init():
         states = {}
         for arm in study.arms:
             torch.manual_seed(0)
-            states[arm.name] = ablation.create_model("dsm_micro", **arm.model_options).state_dict()
+            states[arm.name] = create_model("dsm_micro", **arm.model_options).state_dict()
         reference = states[study.reference]
         for name, state in states.items():
             shared = [k for k in state if k in reference and state[k].shape == reference[k].shape]
@@ -123,7 +126,7 @@ def test_a_a_control_trains_exactly_like_the_static_arm():
     models = {}
     for name in ("L=1 (A/A control)", "static"):
         torch.manual_seed(3)
-        models[name] = ablation.create_model("dsm_micro", **study.arm(name).model_options)
+        models[name] = create_model("dsm_micro", **study.arm(name).model_options)
     images = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(models["L=1 (A/A control)"](images), models["static"](images),
                                rtol=1e-6, atol=1e-7)
@@ -157,7 +160,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert resumed["test_predictions"] == fresh["test_predictions"]
     assert resumed["train_loss"] == pytest.approx(fresh["train_loss"], rel=1e-6)
     assert not work.exists()
-    model = ablation.load_weights(ablation.create_model("dsm_micro", num_classes=8),
+    model = ablation.load_weights(create_model("dsm_micro", num_classes=8),
                                   tmp_path / "w.pt")
     assert next(model.parameters()).dtype.is_floating_point
 
@@ -185,9 +188,10 @@ def test_load_study_rejects_foreign_json(tmp_path):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--study", "depth"], "unknown study 'depth'; valid: dynamic_vs_static, dswg_form"),
+        (["--study", "depth"],
+         "unknown study 'depth'; expected one of: dynamic_vs_static, dswg_form"),
         (["--data", "imagenet"],
-         "unknown data 'imagenet'; valid: cifar10, spectral, distractors, both"),
+         "unknown data 'imagenet'; expected one of: cifar10, spectral, distractors, both"),
         (["--seeds", "0"], "--seeds must be >= 1"),
     ],
 )
@@ -225,7 +229,7 @@ def test_run_key_names_the_model_with_its_defaults(monkeypatch):
     assert len(others) == 6
     # A changed default changes the model, so its runs are not reused.
     length_8 = studies["spectrum_length"].arm("L=8").key(budget, "cifar10")
-    monkeypatch.setitem(ablation.TOKEN_MIXERS, "dsm",
+    monkeypatch.setitem(TOKEN_MIXERS, "dsm",
                         partial(DynamicSpectrumMixer, dynamic=True, spectrum_length=8))
     assert studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10") == length_8
 
@@ -237,16 +241,16 @@ def test_two_processes_share_one_study(tmp_path):
 
     budget = ablation.Budget(epochs=1, n_train=32, n_test=16, batch_size=16)
     study = ablation.STUDIES["dynamic_vs_static"]
-    dead = ablation._run_path(tmp_path, "spectral", study.arm("static"), budget, 0)
+    dead = run_path(tmp_path, "spectral", study.arm("static"), budget, 0)
     dead.parent.mkdir(parents=True)
     dead.with_suffix(".claim").write_text("999999999")  # no such process
     record = ablation.run_study(study, "spectral", seeds=1, budget=budget, out=tmp_path,
                                 progress=False)
     assert record["runs_trained_now"] == 3 and not list(tmp_path.rglob("*.claim"))
-    held = ablation._run_path(tmp_path, "spectral", study.arm("dynamic"), budget, 1)
-    with ablation._claim(held) as claimed:
+    held = run_path(tmp_path, "spectral", study.arm("dynamic"), budget, 1)
+    with _claim(held) as claimed:
         assert claimed and held.with_suffix(".claim").read_text() == str(os.getpid())
-        with ablation._claim(held) as again:
+        with _claim(held) as again:
             assert not again  # a live holder keeps its run
 
 

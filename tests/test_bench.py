@@ -220,7 +220,10 @@ def test_cli_models_and_report(tmp_path):
     assert main(["bench", "report", "--inputs", str(tmp_path / "*.json"),
                  "--out", str(report)]) == 0
     text = report.read_text()
-    assert "## Goals of the issue" in text and "GPU numbers are not measured yet" in text
+    # the report holds measured data only: the targets are computed from the records
+    assert "## Speed targets" in text and "GPU numbers are not measured yet" in text
+    assert "| DSM mixer faster than GFNet filter at every size, GPU bf16 | not measured" in text
+    assert "## The ratios that matter" in text
     assert "dsm_micro-gfnet" in text
 
 
@@ -248,7 +251,7 @@ def test_cuda_bf16_mixers_and_compiled_model(tmp_path):
 def test_best_peaks_counts_every_measurement():
     one = {"matmul_flop_per_s": 1.0, "copy_bytes_per_s": 3.0}
     two = {"matmul_flop_per_s": 2.0, "copy_bytes_per_s": 1.0}
-    best = bench._best_peaks(bench._best_peaks(one, two), one)
+    best = bench.timing._best_peaks(bench.timing._best_peaks(one, two), one)
     assert best["measurements"] == 3
     assert (best["matmul_flop_per_s"], best["copy_bytes_per_s"]) == (2.0, 3.0)
 
@@ -261,7 +264,7 @@ def test_models_bench_keeps_what_it_measured_when_killed(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bench, "time_callable", killed_in_round_two)
+    monkeypatch.setattr(bench.suites, "time_callable", killed_in_round_two)
     out = tmp_path / "models.json"
     settings = bench.Settings(progress=False, quick=True, warmup=1, min_reps=2,
                               target_time=0.002)
@@ -272,3 +275,141 @@ def test_models_bench_keeps_what_it_measured_when_killed(tmp_path, monkeypatch):
     assert [r["model"] for r in record["results"]] == ["dsm_micro", "dsm_micro-gfnet"]
     for row in record["results"]:
         assert row["inference"]["images_per_s"] > 0 and len(row["inference"]["rounds"]) == 1
+
+
+# --- the memory reader, the Timer, the mixer arms, precision names and stored records ----------
+
+
+def _memory_event(ts, nbytes, device_type=0):
+    return {"ph": "i", "name": "[memory]", "ts": ts,
+            "args": {"Bytes": nbytes, "Device Type": device_type, "Total Allocated": 0}}
+
+
+def test_cpu_peak_bytes_is_the_running_sum_in_time_order():
+    events = [
+        _memory_event(3.0, -100),             # frees come after their allocations in time...
+        _memory_event(1.0, 100),
+        _memory_event(2.0, 50),               # ... though not in list order
+        _memory_event(2.5, 10**9, device_type=1),  # another device: ignored
+        {"ph": "X", "name": "aten::add", "ts": 2.2, "dur": 1.0, "args": {}},
+        _memory_event(4.0, 30),
+    ]
+    assert bench.cpu_peak_bytes({"traceEvents": events}) == 150
+    assert bench.cpu_peak_bytes(events) == 150  # the bare list of events too
+    assert bench.cpu_peak_bytes([_memory_event(1.0, -8)]) == 0  # freed what was there at entry
+
+
+def test_peak_memory_is_none_when_the_trace_cannot_be_read(monkeypatch):
+    from torch.profiler import profile
+
+    def broken_export(self, path):
+        with open(path, "w") as handle:
+            handle.write("{not json")
+
+    monkeypatch.setattr(profile, "export_chrome_trace", broken_export)
+    assert bench.peak_memory_bytes(lambda: torch.ones(10).sum(), "cpu") is None
+
+
+def test_time_callable_counts_its_calls():
+    calls = []
+    timing = bench.time_callable(lambda: calls.append(1), warmup=0, min_reps=3)
+    assert len(calls) == 3 and timing.reps == 3 and timing.inner == 1
+    assert timing.first_call_s is None
+    timing = bench.time_callable(lambda: torch.ones(10).sum(), warmup=2, min_reps=5,
+                                 target_time=0.001)
+    assert timing.reps >= 5 and timing.first_call_s > 0  # Timer's blocks, topped up to min_reps
+
+
+def test_mixer_arms_are_registry_mixers_with_options():
+    from dsm_ref.models import TOKEN_MIXERS
+
+    assert set(bench.MIXERS) == set(bench.MIXER_ARMS)
+    expected = {  # what each label built before the arms came from the registry
+        "dsm_matmul": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="matmul"),
+        "dsm_fft": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="fft"),
+        "dsm_static": lambda: DynamicSpectrumMixer(C, (H, W), dynamic=False),
+        "dsm_log_of_mean": lambda: DynamicSpectrumMixer(C, (H, W), descriptor="log_of_mean"),
+        "gfnet": lambda: GlobalFilter(C, (H, W)),
+        "attention": lambda: Attention(C, (H, W)),
+        "dwconv7": lambda: DepthwiseConvMixer(C, (H, W), kernel_size=7),
+    }
+    x = torch.randn(B, H, W, C)
+    for label, arm in bench.MIXER_ARMS.items():
+        assert arm.token_mixer in TOKEN_MIXERS, label
+        torch.manual_seed(0)
+        mine = bench.MIXERS[label](C, (H, W)).eval()
+        torch.manual_seed(0)
+        before = expected[label]().eval()
+        assert repr(mine) == repr(before), label
+        with torch.no_grad():
+            torch.testing.assert_close(mine(x), before(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="kernel"):
+        bench.MixerArm("bad", "dsm", {"kernel_size": 3})
+
+
+def test_precision_names_accept_both_spellings():
+    assert bench.precision_name("bf16") == "bf16"
+    assert bench.precision_name("bfloat16") == "bf16"
+    assert bench.precision_name(torch.float16) == "fp16"
+    assert bench.precision_name("autocast(bfloat16), inputs in bfloat16") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        bench.precision_name("int8")
+    from dsm_ref.cli import build_parser
+
+    for spelling, name in (("float32", "fp32"), ("bfloat16", "bf16"), ("fp16", "fp16")):
+        args = build_parser().parse_args(["bench", "dct", "--dtype", spelling])
+        assert args.dtype == name
+    assert bench.Settings(dtype=torch.bfloat16).describe()["precision"] == "bf16"
+
+
+SCHEMA_1 = {
+    "schema_version": 1, "suite": "mixers", "created": "2026-11-26T13:01:45+00:00",
+    "command": "python -m dsm_ref bench mixers --device cpu",
+    "machine": {"python": "3.11.7", "torch": "2.14", "numpy": "2.4", "scipy": "1.17",
+                "torchvision": "0.29", "cpu_model": "AMD EPYC", "logical_cpus": 2,
+                "torch_threads": 2,
+                "load_average": [1.08, 1.45, 1.64], "git_revision": "f362287 (dsm_ref modified)",
+                "mkldnn": True, "load_average_after": [1.96, 1.92, 1.82]},
+    "settings": {"device": "cpu", "dtype": "bfloat16", "max_reps": 50,
+                 "precision": "autocast(bfloat16), inputs in bfloat16",
+                 "mixers": ["dsm_matmul", "gfnet"], "dims": [64]},
+    "conventions": {"time": "old wording"},
+    "complete": True,
+    "results": [{"mixer": name, "dim": 64, "grid": [14, 14], "tokens": 196, "batch": 32,
+                 "inference": {"flops": 9e7, "ms_per_image": ms, "x_floor": 8.1,
+                               "time": {"median_s": ms * 0.032, "spread": 0.1}}}
+                for name, ms in (("dsm_matmul", 0.14044), ("gfnet", 0.1685))],
+}
+
+
+def test_upgrade_record_changes_keys_and_spellings_only():
+    new = bench.upgrade_record(SCHEMA_1)
+    assert SCHEMA_1["schema_version"] == 1 and "logical_cpus" in SCHEMA_1["machine"]  # a copy
+    assert new["schema_version"] == bench.SCHEMA_VERSION
+    machine = new["machine"]
+    assert machine["cpu_count"] == 2 and "logical_cpus" not in machine
+    assert list(machine).index("cpu_count") == list(SCHEMA_1["machine"]).index("logical_cpus")
+    assert machine["git"] == {"commit": "f362287", "dirty": True, "diff_sha256": None}
+    assert new["settings"]["precision"] == "bf16" and new["settings"]["dtype"] == "bfloat16"
+    assert new["settings"]["mixer_arms"] == {
+        "dsm_matmul": {"token_mixer": "dsm", "options": {"dct_method": "matmul"}},
+        "gfnet": {"token_mixer": "gfnet", "options": {}}}
+    for key in ("results", "conventions", "created", "command", "complete"):
+        assert new[key] == SCHEMA_1[key], key
+    assert bench.upgrade_record(new) == new  # idempotent
+    with pytest.raises(ValueError, match="newer"):
+        bench.upgrade_record({**SCHEMA_1, "schema_version": bench.SCHEMA_VERSION + 1})
+
+
+def test_report_renders_from_stored_records_without_measuring(tmp_path):
+    path = tmp_path / "cpu_mixers.json"
+    path.write_text(json.dumps({**SCHEMA_1, "settings": {**SCHEMA_1["settings"], "grids": [14],
+                                                        "modes": ["inference"],
+                                                        "tokens": 6272, "fit_min_tokens": 784}}))
+    records = bench.load_records([str(tmp_path / "*.json")])
+    assert records[0]["schema_version"] == bench.SCHEMA_VERSION
+    text = bench.render_report(records)
+    assert "git f362287 (uncommitted changes)" in text and "(2 logical CPUs)" in text
+    assert "| dsm_matmul | `dsm` | `dct_method='matmul'` |" in text
+    assert "time(gfnet) / time(dsm_matmul), median over C (range): 14²: **1.20x**" in text
+    assert "| DSM mixer faster than GFNet filter at every size, CPU fp32 | faster at " in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from PIL import Image
 from dsm_ref import data as D
 from dsm_ref import train as T
 from dsm_ref.cli import build_parser, main
+from dsm_ref.commands import train as C
 
 SHARED_ARCHIVE = Path(os.environ.get(D.DATA_DIR_ENV, "/nonexistent")) / D.CIFAR10_ARCHIVE
 needs_shared_cifar = pytest.mark.skipif(
@@ -77,12 +79,113 @@ def test_imagenet_preset_is_the_family_recipe(capsys):
 
 def test_defaults_and_out_folder(capsys):
     args = build_parser().parse_args(["train", "--data", "spectral/distractor"])
-    config = T.config_from_args(args)
+    config = C.config_from_args(args)
     assert config.model == "dsm_micro"
     assert config.out == str(Path("runs/dsm_micro-spectral-distractor"))
     args = build_parser().parse_args(["train", "--grad-clip", "0", "--resume"])
-    config = T.config_from_args(args)
+    config = C.config_from_args(args)
     assert config.grad_clip is None and config.resume == "auto"
+
+
+def test_mixer_and_its_options_reach_the_model_and_it_trains(tmp_path, monkeypatch, capsys):
+    """--mixer static --mixer-option spectrum_length=8: every block's mixer is built by the
+    registry's "static" entry with spectrum_length=8, and the run trains and records it."""
+    from functools import wraps
+
+    from dsm_ref.mixers import DynamicSpectrumMixer
+    from dsm_ref.models import TOKEN_MIXERS
+
+    built = []
+    static = TOKEN_MIXERS["static"]
+
+    @wraps(static)  # keeps the signature the options are checked against
+    def recording(dim, input_size, **options):
+        mixer = static(dim, input_size, **options)
+        built.append((options, mixer))
+        return mixer
+
+    monkeypatch.setitem(TOKEN_MIXERS, "static", recording)
+    out = tmp_path / "run"
+    argv = ["train", *SMALL, "--epochs", "1", "--out", str(out), "--mixer", "static",
+            "--mixer-option", "spectrum_length=8"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert len(built) == 5  # dsm_micro's blocks: depths (1, 1, 2, 1)
+    for options, mixer in built:
+        assert options == {"spectrum_length": 8}
+        assert isinstance(mixer, DynamicSpectrumMixer) and mixer.dswg is None  # the static form
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["config"]["model_options"] == {"token_mixer": "static",
+                                                  "mixer_options": {"spectrum_length": 8}}
+    assert summary["epochs_completed"] == 1 and summary["global_step"] == 2
+    assert summary["command"].endswith("--mixer static --mixer-option spectrum_length=8")
+    state = T.load_checkpoint(out / T.CHECKPOINT_NAME)
+    assert not any("dswg" in name for name in state["model"])
+    config = T.TrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"])})
+    model = T.build_model(config, num_classes=len(state["model"]["head.bias"]), img_size=32)
+    model.load_state_dict(state["model"])  # strict: the trained weights are this model's
+
+
+def test_mixer_options_build_the_dswg_they_name():
+    args = build_parser().parse_args(["train", "--mixer", "dsm", "--mixer-option",
+                                      "spectrum_length=8", "--mixer-option", "gate=2sigmoid",
+                                      "--model-option", "dims=(16, 32, 48, 64)"])
+    config = C.config_from_args(args).validate()
+    model = T.build_model(config, num_classes=4, img_size=32)
+    mixers = [block.mixer for stage in model.stages for block in stage.blocks]
+    assert [m.dim for m in mixers] == [16, 32, 48, 48, 64]
+    assert all(m.dswg.spectrum_length == 8 and m.dswg.gate == "2sigmoid" for m in mixers)
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--mixer", "nope"], "unknown token_mixer 'nope'; expected one of: dsm, static"),
+    (["--mixer", "static", "--mixer-option", "spectrum_lenght=8"],
+     "unknown option 'spectrum_lenght' of token_mixer 'static'; expected one of: "),
+    (["--mixer", "dwconv", "--mixer-option", "spectrum_length=8"],
+     "unknown option 'spectrum_length' of token_mixer 'dwconv'; expected one of: kernel_size"),
+    (["--model-option", "depth=(1, 1, 1, 1)"], "unknown model option 'depth'; expected one of: "
+                                               "depths, dims"),
+])
+def test_unknown_mixer_or_option_returns_2_before_training(argv, complaint, tmp_path, capsys):
+    code = main(["train", *SMALL, "--out", str(tmp_path / "run"), *argv])
+    assert code == 2
+    assert complaint in capsys.readouterr().err
+    assert not (tmp_path / "run").exists(), "nothing may start before the options are checked"
+
+
+@pytest.mark.parametrize("option", ["spectrum_length", "=8", "spectrum length=8"])
+def test_malformed_key_value_is_a_usage_error(option, capsys):
+    for flag in ("--mixer-option", "--model-option"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", flag, option])
+        assert exit_info.value.code == 2
+        assert f"{flag}: expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_bad_mixer_exits_2_from_the_shell():
+    command = [sys.executable, "-m", "dsm_ref", "train", *SMALL, "--mixer", "nope"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2 and "unknown token_mixer 'nope'" in proc.stderr
+
+
+def test_command_line_round_trips_with_the_model_options():
+    argv = ["--data", "spectral", "--mixer", "static", "--mixer-option", "spectrum_length=8",
+            "--mixer-option", "static_init=ones", "--model-option", "dims=(16, 32, 48, 64)",
+            "--model-option", "layer_scale_init=None", "--epochs", "1", "--resume"]
+    args = build_parser().parse_args(["train", *argv])
+    line = C.command_line(args)
+    assert line == ("python -m dsm_ref train --data spectral --mixer static "
+                    "--mixer-option spectrum_length=8 --mixer-option static_init=ones "
+                    "--model-option 'dims=(16, 32, 48, 64)' --model-option layer_scale_init=None "
+                    "--epochs 1 --resume")
+    again = build_parser().parse_args(["train", *shlex.split(line)[4:]])
+    assert C.command_line(again) == line
+    config = C.config_from_args(again)
+    assert config == C.config_from_args(args)
+    assert config.model_options == {"dims": (16, 32, 48, 64), "layer_scale_init": None,
+                                    "token_mixer": "static",
+                                    "mixer_options": {"spectrum_length": 8, "static_init": "ones"}}
+    assert C.command_line(build_parser().parse_args(["train"])) == "python -m dsm_ref train"
 
 
 def test_train_then_resume_from_the_command_line(tmp_path, capsys):

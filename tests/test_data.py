@@ -82,7 +82,7 @@ def test_archive_is_decoded_once_into_the_cache(tmp_path, cache, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(D, "_assemble", no_decode)
+    monkeypatch.setattr("dsm_ref.data.cifar10._assemble", no_decode)  # where it is looked up
     again = D.load_cifar10(root=archive, n_train=10, progress=False)  # root may be the file
     assert torch.equal(again.test.images, data.test.images)
     assert again.train.labels.bincount().tolist() == [1] * 10

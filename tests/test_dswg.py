@@ -19,7 +19,7 @@ def _randomize(dswg: DynamicSpectrumWeights, seed: int = 0) -> DynamicSpectrumWe
 def test_shapes_any_size(h, w, length):
     dswg = _randomize(DynamicSpectrumWeights(16, length, num_groups=4))
     spectrum = torch.randn(2, h, w, 16)
-    out = dswg(spectrum)
+    out = dswg.weights(spectrum)
     assert out.shape == (2, h, w, 16) and torch.isfinite(out).all()
     assert dswg.band_weights(spectrum).shape == (2, 4, length, length)
 
@@ -27,7 +27,7 @@ def test_shapes_any_size(h, w, length):
 @pytest.mark.parametrize("gate,start", [("softmax", 1.0), ("2sigmoid", 1.0), ("sigmoid", 0.5)])
 def test_zero_initialised_last_layer_gives_the_gate_mean(gate, start):
     dswg = DynamicSpectrumWeights(8, 4, num_groups=2, gate=gate)
-    out = dswg(torch.randn(3, 10, 12, 8))
+    out = dswg.weights(torch.randn(3, 10, 12, 8))
     torch.testing.assert_close(out, torch.full_like(out, start))
 
 
@@ -37,7 +37,7 @@ def test_softmax_gate_spreads_mean_one_over_occupied_bands_only():
     assert torch.all(weights[:, :, [1, 3]] == 0)
     torch.testing.assert_close(weights[:, :, [0, 2]].mean(dim=(2, 3)), torch.ones(3, 2))
     fresh = DynamicSpectrumWeights(8, 4, num_groups=2)
-    torch.testing.assert_close(fresh(torch.randn(1, 2, 3, 8)), torch.ones(1, 2, 3, 8))
+    torch.testing.assert_close(fresh.weights(torch.randn(1, 2, 3, 8)), torch.ones(1, 2, 3, 8))
 
 
 def test_softmax_gate_has_mean_one_per_group_after_training_starts():
@@ -100,19 +100,19 @@ def test_rfft_layout_folds_rows():
     # rows 0..7 carry |frequency| 0,1,2,3,4,3,2,1 of 5 distinct values -> bands 0,0,0,1,1,1,0,0
     assert idx.tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
     dswg = DynamicSpectrumWeights(4, 2, num_groups=1, layout="rfft")
-    out = _randomize(dswg)(torch.randn(2, 8, 5, 4, dtype=torch.complex64))
+    out = _randomize(dswg).weights(torch.randn(2, 8, 5, 4, dtype=torch.complex64))
     assert out.shape == (2, 8, 5, 4) and out.dtype == torch.float32
     torch.testing.assert_close(out[:, 1], out[:, 7])  # frequency +1 and -1 share a weight
 
 
 def test_gradients_reach_every_parameter_once_the_last_layer_moves():
     dswg = DynamicSpectrumWeights(8, 4, num_groups=2)
-    dswg(torch.randn(2, 8, 8, 8)).pow(2).sum().backward()
+    dswg.weights(torch.randn(2, 8, 8, 8)).pow(2).sum().backward()
     assert dswg.fc2.weight.grad is not None and dswg.fc1.weight.grad is not None
     dswg.zero_grad()
     _randomize(dswg)
     spectrum = torch.randn(2, 8, 8, 8)
-    (dswg(spectrum) * torch.randn(2, 8, 8, 8)).sum().backward()
+    (dswg.weights(spectrum) * torch.randn(2, 8, 8, 8)).sum().backward()
     for name, param in dswg.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
@@ -120,10 +120,10 @@ def test_gradients_reach_every_parameter_once_the_last_layer_moves():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"gate": "tanh"}, "gate must be one of"),
-        ({"pool": "median"}, "pool must be one of"),
-        ({"descriptor": "raw"}, "descriptor must be one of"),
-        ({"layout": "dft"}, "layout must be one of"),
+        ({"gate": "tanh"}, "unknown gate "),
+        ({"pool": "median"}, "unknown pool "),
+        ({"descriptor": "raw"}, "unknown descriptor "),
+        ({"layout": "dft"}, "unknown layout "),
         ({"num_groups": 3}, "must divide dim=8"),
         ({"spectrum_length": 0}, "spectrum_length must be >= 1"),
     ],
@@ -139,12 +139,16 @@ def test_all_gates_listed():
 
 @pytest.mark.parametrize("layout", ["dct", "rfft"])
 def test_weighting_values_equals_multiplying_by_the_full_weights(layout):
+    """``dswg(S, values)`` (broadcast over each group's channels) equals ``values * A(S)`` for
+    real and complex values; ``A(S)`` is real, in the spectrum's real dtype."""
     torch.manual_seed(0)
     dswg = DynamicSpectrumWeights(8, 3, num_groups=2, layout=layout)
     nn.init.normal_(dswg.fc2.weight)
     spectrum = torch.randn(2, 5, 6, 8)
     values = torch.randn(2, 5, 6, 8, dtype=torch.complex64 if layout == "rfft" else torch.float32)
-    torch.testing.assert_close(dswg(spectrum, values), values * dswg(spectrum))
+    weights = dswg.weights(spectrum)
+    assert weights.dtype == torch.float32 and weights.shape == spectrum.shape
+    torch.testing.assert_close(dswg(spectrum, values), values * weights)
     with pytest.raises(ValueError, match="spectrum's shape"):
         dswg(spectrum, values[:, :4])
 

@@ -35,7 +35,7 @@ def test_dsm_mixer_matches_scipy_reference(method):
     mixer = _activate_dswg(DynamicSpectrumMixer(8, (6, 10), dct_method=method)).double()
     x = torch.randn(2, 6, 10, 8, dtype=torch.float64)
     spectrum = scipy.fft.dctn(x.numpy(), type=2, norm="ortho", axes=(1, 2))
-    band_weights = mixer.dswg(torch.as_tensor(spectrum)).detach().numpy()
+    band_weights = mixer.dswg.weights(torch.as_tensor(spectrum)).detach().numpy()
     filtered = spectrum * mixer.spectral_weight.detach().numpy() * band_weights
     mixed = scipy.fft.idctn(filtered, type=2, norm="ortho", axes=(1, 2))
     expected = mixed @ mixer.proj.weight.detach().numpy().T + mixer.proj.bias.detach().numpy()
@@ -166,7 +166,7 @@ def test_static_init_options():
     ones = DynamicSpectrumMixer(4, (3, 3), static_init="ones").spectral_weight.detach()
     assert torch.equal(ones, torch.ones(3, 3, 4))
     assert DynamicSpectrumMixer(4, (8, 8)).spectral_weight.std() < 0.1
-    with pytest.raises(ValueError, match="static_init must be one of"):
+    with pytest.raises(ValueError, match="unknown static_init "):
         DynamicSpectrumMixer(4, (3, 3), static_init="zeros")
 
 

@@ -186,3 +186,28 @@ def test_dsm_s_on_cuda_bf16_at_224_and_320x256():
             out = model(x)
         out.float().sum().backward()
         assert out.shape == (2, 1000) and torch.isfinite(out.float()).all()
+
+
+def test_init_weights_works_on_a_mixer_built_alone():
+    """The model's scheme on a mixer outside any model: linear layers N(0, 0.02^2) with zero
+    bias, then the mixer's own init (spectral weight, the DSWG's zero last layer); the
+    same seed gives the same values, another seed other values."""
+    from dsm_ref.models import init_weights
+
+    def built(seed):
+        mixer = TOKEN_MIXERS["dsm"](64, (8, 8))
+        with torch.no_grad():
+            for p in mixer.parameters():
+                p.fill_(7.0)  # whatever construction left behind must be overwritten
+        init_weights(mixer, seed)
+        return mixer
+
+    mixer = built(3)
+    assert abs(mixer.proj.weight.std().item() - 0.02) < 0.003
+    assert not mixer.proj.bias.any()
+    assert abs(mixer.spectral_weight.std().item() - 0.02) < 0.003
+    assert not mixer.dswg.fc2.weight.any() and not mixer.dswg.fc2.bias.any()
+    same, other = built(3), built(4)
+    for (name, a), b in zip(mixer.state_dict().items(), same.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(mixer.proj.weight, other.proj.weight)

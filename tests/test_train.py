@@ -151,6 +151,9 @@ def test_train_writes_logs_and_metrics(tmp_path):
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["final"]["test_top1"] == result.final["test_top1"]
     assert summary["config"]["model"] == "dsm_micro" and summary["epochs_completed"] == 2
+    provenance = summary["provenance"]  # dsm_ref.provenance, taken when the run started
+    assert {"command", "git", "device", "environment", "date"} <= set(provenance)
+    assert summary["environment"] == provenance["environment"]  # the key stored runs are read by
     state = T.load_checkpoint(tmp_path / T.CHECKPOINT_NAME)
     assert state["position"]["epoch"] == 2 and state["ema"] is not None
 
@@ -158,6 +161,18 @@ def test_train_writes_logs_and_metrics(tmp_path):
 def test_bf16_autocast_on_cpu_runs():
     result = T.train(_config(amp="bf16", n_train=32, epochs=1))
     assert math.isfinite(result.final["train_loss"])
+
+
+def test_model_options_are_checked_by_name_before_training():
+    config = _config(model_options={"token_mixer": "static", "dims": (16, 32, 48, 64),
+                                    "mixer_options": {"spectrum_length": 8}})
+    assert config.validate() is config
+    for options, complaint in (({"token_mixer": "nope"}, "unknown token_mixer 'nope'"),
+                               ({"mixer_options": {"spectrum_lenght": 8}},
+                                "unknown option 'spectrum_lenght' of token_mixer 'dsm'"),
+                               ({"depth": (1, 1, 1, 1)}, "unknown model option 'depth'")):
+        with pytest.raises(ValueError, match=complaint):
+            _config(model_options=options).validate()
 
 
 # --- resume --------------------------------------------------------------------------------------
@@ -245,7 +260,9 @@ def test_killed_writer_leaves_the_previous_checkpoint_intact(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "c.pt"]
-    assert leftovers and leftovers[0].startswith(".c.pt.tmp-"), "the writer did not start"
+    # dsm_ref.files.atomic_write's temporary: .<name>.<pid>-<token>.tmp beside the target
+    assert leftovers and leftovers[0].startswith(".c.pt.") and leftovers[0].endswith(".tmp"), \
+        "the writer did not start"
     assert torch.equal(T.load_checkpoint(path)["model"]["w"], torch.ones(4))
 
 
@@ -278,6 +295,33 @@ def test_truncated_and_foreign_checkpoints_are_clear_errors(tmp_path):
 
 
 # --- several processes ---------------------------------------------------------------------------
+
+def test_ddp_stop_request_is_agreed_every_k_steps_and_at_epoch_ends(monkeypatch):
+    """Under DDP the stop flag is all-reduced (a host sync) only every STOP_CHECK_EVERY steps and
+    at epoch ends; which steps check depends on the step count alone, so every rank enters the
+    same collectives and all stop at the same step. One process checks every step."""
+    from dsm_ref.train import loop, runtime
+
+    run = object.__new__(loop._Run)  # only _stop_now's state: config and process
+    run.config, run.proc = _config(), runtime._Process(rank=1, world_size=2)
+    reduced = []
+
+    def all_reduce(flag, op):  # this rank has no signal; another rank got SIGTERM
+        reduced.append(flag.item())
+        flag.fill_(1.0)
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    stop, k = loop._StopRequest(enabled=False), T.STOP_CHECK_EVERY
+    assert not any(run._stop_now(stop, step) for step in range(1, k)) and reduced == []
+    assert run._stop_now(stop, k) and reduced == [0.0]
+    assert run._stop_now(stop, 3, boundary=True) and reduced == [0.0, 0.0]
+    run.config = _config(max_steps=5)
+    assert run._stop_now(stop, 5) and len(reduced) == 2  # the budget is the same on every rank
+    run.proc = runtime._Process()
+    assert not run._stop_now(stop, 1)
+    stop.signum = signal.SIGTERM
+    assert run._stop_now(stop, 1) and len(reduced) == 2  # one process: every step, no collective
+
 
 def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     """torchrun, 2 processes, gloo on CPU, 8 local samples each == 1 process with 16.

@@ -1,0 +1,106 @@
+"""What the benchmarks compare, by label: the token-mixer arms and the model arms, how each is
+built, and what one call costs in FLOPs.
+
+A mixer arm is a registry mixer (a name of :data:`dsm_ref.models.TOKEN_MIXERS`) with options,
+under a label (:class:`MixerArm`); every ``bench mixers`` record stores the label -> (mixer,
+options) map of its arms in ``settings["mixer_arms"]``. A model arm is a label read by
+:func:`build_model`: a registered variant, ``VARIANT-MIXER`` for the same body with another
+registry mixer, or a torchvision peer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..flops import FlopCount, image_model_flops, token_mixer_flops
+from ..models import TOKEN_MIXERS, create_model, mixer_options
+
+__all__ = [
+    "MixerArm",
+    "MIXER_ARMS",
+    "MIXERS",
+    "TORCHVISION_MODELS",
+    "mixer_arms",
+    "mixer_flops",
+    "build_model",
+    "model_flops",
+]
+
+
+@dataclass(frozen=True)
+class MixerArm:
+    """One benchmarked token mixer: the registry mixer ``token_mixer`` built with ``options``,
+    named ``label`` in records, tables and plots. An unknown mixer or option raises
+    ``ValueError`` when the arm is made."""
+
+    label: str
+    token_mixer: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        mixer_options(self.token_mixer, self.options)  # checks the mixer and option names
+
+    def build(self, dim: int, input_size: tuple[int, int]) -> nn.Module:
+        """The mixer ``TOKEN_MIXERS[token_mixer](dim, input_size, **options)``."""
+        return TOKEN_MIXERS[self.token_mixer](dim, input_size, **self.options)
+
+    def describe(self) -> dict[str, Any]:
+        """``{"token_mixer", "options"}``: what a record stores for the label."""
+        return {"token_mixer": self.token_mixer, "options": dict(self.options)}
+
+
+MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
+    MixerArm("dsm_matmul", "dsm", {"dct_method": "matmul"}),
+    MixerArm("dsm_fft", "dsm", {"dct_method": "fft"}),
+    MixerArm("dsm_static", "static"),
+    MixerArm("dsm_log_of_mean", "dsm", {"descriptor": "log_of_mean"}),
+    MixerArm("gfnet", "gfnet"),
+    MixerArm("attention", "attention"),
+    MixerArm("dwconv7", "dwconv", {"kernel_size": 7}),
+)}
+"""Benchmarked mixers by label. ``dsm_static`` (no DSWG) shows what the band selector costs;
+``dsm_matmul`` is the default DSM mixer; ``dsm_log_of_mean`` is it with the DSWG descriptor that
+takes one logarithm per channel group instead of one per channel."""
+
+MIXERS: dict[str, Callable[..., nn.Module]] = {
+    label: arm.build for label, arm in MIXER_ARMS.items()}
+"""Each arm's constructor, ``Mixer(dim, input_size)``, by label."""
+
+TORCHVISION_MODELS = ("swin_t", "convnext_tiny")
+
+
+def mixer_arms(labels: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``{label: {"token_mixer", "options"}}`` for the known ``labels`` (others are left out)."""
+    return {label: MIXER_ARMS[label].describe() for label in labels if label in MIXER_ARMS}
+
+
+def mixer_flops(name: str, dim: int, size: tuple[int, int], batch: int = 1,
+                train: bool = False) -> FlopCount:
+    """FLOPs of one call of mixer ``name`` (a key of :data:`MIXERS`) on ``(batch, *size, dim)``:
+    forward, plus backward when ``train``. Counted on ``meta`` tensors: nothing is computed."""
+    return token_mixer_flops(lambda: MIXERS[name](dim, size), (batch, *size, dim), train)
+
+
+def build_model(name: str, img_size: int = 224, num_classes: int = 1000) -> nn.Module:
+    """A registered DSM variant (``"dsm_s"``), the same body with another token mixer
+    (``"dsm_s-gfnet"``: ``create_model("dsm_s", token_mixer="gfnet")``), or a torchvision model
+    (``"swin_t"``, ``"convnext_tiny"``, random weights)."""
+    if name in TORCHVISION_MODELS:
+        models = importlib.import_module("torchvision.models")
+        return getattr(models, name)(weights=None, num_classes=num_classes)
+    base, _, mixer = name.partition("-")
+    overrides: dict[str, Any] = dict(img_size=img_size, num_classes=num_classes)
+    if mixer:
+        overrides["token_mixer"] = mixer
+    return create_model(base, **overrides)
+
+
+def model_flops(name: str, img_size: int = 224, train: bool = False) -> FlopCount:
+    """FLOPs of one image through model ``name`` (see :func:`build_model`): forward, plus the
+    loss and backward when ``train``. Counted on ``meta`` tensors: nothing is computed."""
+    return image_model_flops(lambda: build_model(name, img_size), img_size, train)

@@ -1,0 +1,116 @@
+"""Checkpoint files: atomic writes (:func:`dsm_ref.files.atomic_torch_save`), checked reads
+with ``weights_only=True`` (:class:`CheckpointError` names the file and what was expected), and
+the RNG states of a process, stored as tensors and plain types so they load with
+``weights_only``.
+
+A checkpoint (format :data:`CHECKPOINT_FORMAT`, version :data:`CHECKPOINT_VERSION`) holds the
+model, optimizer, scheduler, grad scaler, EMA, every process's RNG states, the position in the
+run and the config; :data:`_RESUME_MUST_MATCH` lists the config fields a resuming run must share.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..files import atomic_torch_save
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CHECKPOINT_NAME", "CheckpointError",
+           "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "dsm_ref.train.checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+# Config fields that must agree between a checkpoint and the run resuming it.
+_RESUME_MUST_MATCH = ("model", "model_options", "data", "n_train", "n_test", "img_size",
+                      "batch_size", "drop_path")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, foreign, or made for another run."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Writes ``state`` atomically through :func:`dsm_ref.files.atomic_torch_save`: a temporary
+    file in the same folder (named with the process id and a random token), fsync, then rename.
+
+    A writer killed at any moment leaves either the previous file or the new one, never a
+    truncated mix (``os.replace`` is atomic within a filesystem).
+    """
+    return atomic_torch_save(state, path)
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, dict):
+        keys = sorted(map(str, obj))
+        return f"a dict with keys {keys[:8]}{' ...' if len(keys) > 8 else ''}"
+    return f"a {type(obj).__name__}"
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Reads a checkpoint written by :func:`train` with ``weights_only=True`` and checks it.
+
+    Raises :class:`CheckpointError` naming the file and what was expected when it is missing,
+    truncated or corrupt, or not a dsm_ref training checkpoint (e.g. a bare state dict).
+    """
+    path = Path(path)
+    expected = (f"a dsm_ref training checkpoint (a dict with format={CHECKPOINT_FORMAT!r}, "
+                f"model, optimizer, scheduler, epoch, rng), as written by dsm_ref.train")
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; expected {expected}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    except pickle.UnpicklingError as err:
+        reason = next((line.strip() for line in str(err).splitlines()
+                       if "WeightsUnpickler error" in line), str(err).splitlines()[0])
+        raise CheckpointError(
+            f"{path} holds objects that weights_only loading refuses ({reason}); expected "
+            f"{expected}. It was not written by dsm_ref, or not for this purpose."
+        ) from err
+    except Exception as err:  # garbage reaches the unpickler as any of many errors
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(err).__name__}: {err}); expected {expected}. "
+            f"Use an earlier checkpoint or start again."
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a dsm_ref training checkpoint: found "
+                              f"{_describe(state)}; expected {expected}")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this "
+                              f"dsm_ref reads version {CHECKPOINT_VERSION}")
+    return state
+
+
+def _rng_state() -> dict:
+    """This process's RNG states as tensors and plain types (loadable with weights_only)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    version, keys, gauss = state["python"]
+    random.setstate((version, tuple(keys), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"],
+                         numpy_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
