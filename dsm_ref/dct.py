@@ -13,8 +13,9 @@ Two implementations share one signature:
 
 - ``method="matmul"`` (default): one matmul with a cached ``C`` per (n, dtype, device). Exact, fast
   for the token grids of a vision backbone (7..56), runs in bf16/fp16 on GPU, exports to ONNX.
-- ``method="fft"``: Makhoul's reordering (1980): an N-point complex FFT of the even/odd
-  re-ordered signal and a twiddle, O(N log N). For teaching and benchmarking.
+- ``method="fft"``: Makhoul's reordering (1980): a real-input FFT (``rfft``) of the even/odd
+  re-ordered signal and a twiddle, O(N log N); each axis is transformed where it lies (one
+  gather for the order, no axis moved), and the inverse runs through ``irfft``.
 
 Half-precision inputs (bf16/fp16) are computed in float32 and returned in the input dtype, so the
 error stays near float32's.
@@ -157,43 +158,66 @@ def _matmul_transform(x: Tensor, dims: list[int], inverse: bool) -> Tensor:
     return y.to(x.dtype)
 
 
-def _twiddle(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``s_k * exp(-i pi k / 2n)`` with the orthonormal scale ``s_k``, shape ``(n,)``."""
-    k = torch.arange(n, dtype=dtype, device=device)
-    scale = torch.full((n,), math.sqrt(2.0 / n), dtype=dtype, device=device)
-    scale[0] = math.sqrt(1.0 / n)
-    return torch.polar(scale, -math.pi * k / (2 * n))
+def _makhoul_constants(n: int, dtype: torch.dtype, device: torch.device
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Makhoul's order (even indices, then the odd ones reversed) and its inverse, ``(n,)``;
+    the unit twiddles ``exp(-i pi k / 2n)`` and the orthonormal scales ``s_k`` of the half
+    spectrum ``k < n // 2 + 1``; the scales of all ``n`` coefficients. Cached per size."""
+    def build():
+        order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
+        half = n // 2 + 1
+        k = torch.arange(half, dtype=torch.float64)
+        twiddle = torch.polar(torch.ones(half, dtype=torch.float64), -math.pi * k / (2 * n))
+        scale = torch.full((n,), math.sqrt(2.0 / n), dtype=torch.float64)
+        scale[0] = math.sqrt(1.0 / n)
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        return (order.to(device), torch.argsort(order).to(device),
+                twiddle.to(complex_dtype).to(device), scale[:half].to(dtype).to(device),
+                scale.to(dtype).to(device))
+    return cached_constant(("makhoul", n, dtype, torch.device(device)), build)
 
 
-def _fft_dct_last(x: Tensor) -> Tensor:
-    """Makhoul's DCT-II along the last dim: reorder, FFT, twiddle, real part."""
-    n = x.shape[-1]
-    reordered = torch.cat([x[..., ::2], x[..., 1::2].flip(-1)], dim=-1)
-    spectrum = torch.fft.fft(reordered, dim=-1)
-    return (spectrum * _twiddle(n, x.dtype, x.device)).real
+def _along(vector: Tensor, dim: int, ndim: int) -> Tensor:
+    """``(n,)`` -> a view that broadcasts along ``dim`` of an ``ndim``-d tensor."""
+    shape = [1] * ndim
+    shape[dim] = vector.shape[0]
+    return vector.view(shape)
 
 
-def _fft_idct_last(coeffs: Tensor) -> Tensor:
-    """Inverse of :func:`_fft_dct_last` along the last dim (orthonormal DCT-III)."""
-    n = coeffs.shape[-1]
-    # W[k] = X[k] - i X[n-k] (X[n] = 0) undoes the "real part"; dividing by the twiddle
-    # recovers the FFT of the reordered signal.
-    mirrored = torch.cat([torch.zeros_like(coeffs[..., :1]), coeffs[..., 1:].flip(-1)], dim=-1)
-    spectrum = torch.complex(coeffs, -mirrored) / _twiddle(n, coeffs.dtype, coeffs.device)
-    reordered = torch.fft.ifft(spectrum, dim=-1).real
-    x = torch.empty_like(reordered)
-    half = (n + 1) // 2
-    x[..., ::2] = reordered[..., :half]
-    x[..., 1::2] = reordered[..., half:].flip(-1)
-    return x
+def _fft_dct(x: Tensor, dim: int) -> Tensor:
+    """Orthonormal DCT-II along ``dim`` by Makhoul's method on a real-input FFT: reorder (one
+    gather), ``rfft``, twiddle; the half spectrum ``z_k`` gives ``X_k = s_k Re z_k`` and
+    ``X_(n-k) = -s_(n-k) Im z_k`` (``z_(n-k) = conj`` of ``z_k`` twiddled). No axis is moved."""
+    n, ndim = x.shape[dim], x.ndim
+    order, _, twiddle, half_scale, _ = _makhoul_constants(n, x.dtype, x.device)
+    z = torch.fft.rfft(x.index_select(dim, order), dim=dim) * _along(twiddle, dim, ndim)
+    low = z.real * _along(half_scale, dim, ndim)  # X_0 .. X_(n//2)
+    high = z.imag.narrow(dim, 1, (n - 1) // 2).flip(dim) * -math.sqrt(2.0 / n)
+    return torch.cat([low, high], dim=dim)
+
+
+def _fft_idct(coeffs: Tensor, dim: int) -> Tensor:
+    """Inverse of :func:`_fft_dct` (orthonormal DCT-III) along ``dim`` through ``irfft``:
+    ``z_k = X_k / s_k - i X_(n-k) / s_(n-k)`` (``X_n = 0``) undoes the real and imaginary
+    parts, the conjugate twiddle gives the FFT of the reordered signal, one gather undoes the
+    order."""
+    n, ndim = coeffs.shape[dim], coeffs.ndim
+    _, inverse_order, twiddle, _, scale = _makhoul_constants(n, coeffs.dtype, coeffs.device)
+    half = n // 2 + 1
+    unscaled = coeffs / _along(scale, dim, ndim)
+    mirrored = torch.cat([torch.zeros_like(unscaled.narrow(dim, 0, 1)),
+                          unscaled.narrow(dim, n - half + 1, half - 1).flip(dim)], dim=dim)
+    z = torch.complex(unscaled.narrow(dim, 0, half), -mirrored)
+    reordered = torch.fft.irfft(z * _along(twiddle.conj(), dim, ndim), n=n, dim=dim)
+    return reordered.index_select(dim, inverse_order)
 
 
 def _fft_transform(x: Tensor, dims: list[int], inverse: bool) -> Tensor:
     compute = _compute_dtype(x.dtype)
     y = x.to(compute)
-    one_dim = _fft_idct_last if inverse else _fft_dct_last
+    one_dim = _fft_idct if inverse else _fft_dct
     for d in dims:
-        y = one_dim(y.movedim(d, -1)).movedim(-1, d)
+        y = one_dim(y, d)
     return y.to(x.dtype)
 
 

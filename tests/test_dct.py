@@ -99,6 +99,15 @@ def test_gradcheck_float64(method):
     assert torch.autograd.gradcheck(lambda t: D.idct2(t, method=method), (x,))
 
 
+@pytest.mark.parametrize("shape", [(1, 4, 3), (2, 6, 1), (1, 2, 8)])
+def test_fft_path_gradcheck_on_even_odd_and_unit_axes_channels_last(shape):
+    """The real-FFT path transforms a middle axis in place (no axis moved): check its
+    gradients on even, odd and length-1 axes of a channels-last tensor."""
+    x = torch.randn(*shape, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: D.dct2(t, (1, 2), method="fft"), (x,))
+    assert torch.autograd.gradcheck(lambda t: D.idct2(t, (1, 2), method="fft"), (x,))
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 1e-2), (torch.float16, 2e-3)])
 def test_half_precision_keeps_dtype_and_fp32_like_error(method, dtype, tol):
