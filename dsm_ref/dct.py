@@ -13,9 +13,10 @@ Two implementations share one signature:
 
 - ``method="matmul"`` (default): one matmul with a cached ``C`` per (n, dtype, device). Exact, fast
   for the token grids of a vision backbone (7..56), runs in bf16/fp16 on GPU, exports to ONNX.
-- ``method="fft"``: Makhoul's reordering (1980): a real-input FFT (``rfft``) of the even/odd
-  re-ordered signal and a twiddle, O(N log N); each axis is transformed where it lies (one
-  gather for the order, no axis moved), and the inverse runs through ``irfft``.
+- ``method="fft"``: Makhoul's reordering (1980): a real-input FFT of the even/odd re-ordered
+  signal and a twiddle, O(N log N). A 2D transform takes one ``rfft2`` (inverse: one
+  ``irfft2``) with the order applied by one gather per axis, a 1D transform one ``rfft``; no
+  axis is moved. Slower than the matmul at the sizes measured (BENCHMARKS.md).
 
 Half-precision inputs (bf16/fp16) are computed in float32 and returned in the input dtype, so the
 error stays near float32's.
@@ -212,9 +213,77 @@ def _fft_idct(coeffs: Tensor, dim: int) -> Tensor:
     return reordered.index_select(dim, inverse_order)
 
 
+def _flip_index(n: int, device: torch.device) -> Tensor:
+    """``(-k) mod n`` for ``k < n``: the frequency index of the conjugate partner."""
+    return cached_constant(("neg_freq", n, torch.device(device)),
+                           lambda: (-torch.arange(n, device=device)) % n)
+
+
+def _full_twiddle(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``exp(-i pi k / 2n)`` for all ``k < n``, complex, cached per size."""
+    def build():
+        k = torch.arange(n, dtype=torch.float64)
+        twiddle = torch.polar(torch.ones(n, dtype=torch.float64), -math.pi * k / (2 * n))
+        return twiddle.to(torch.complex128 if dtype == torch.float64 else torch.complex64
+                          ).to(device)
+    return cached_constant(("twiddle", n, dtype, torch.device(device)), build)
+
+
+def _mirror(t: Tensor, dim: int, count: int) -> Tensor:
+    """``count`` entries along ``dim``: 0 at index 0, then ``t[n - k]`` for ``k = 1 .. count-1``
+    (the partner ``n - k`` of each frequency, with ``t[n] = 0``)."""
+    n = t.shape[dim]
+    return torch.cat([torch.zeros_like(t.narrow(dim, 0, 1)),
+                      t.narrow(dim, n - count + 1, count - 1).flip(dim)], dim=dim)
+
+
+def _fft_dct2(x: Tensor, d1: int, d2: int) -> Tensor:
+    """Orthonormal 2D DCT-II over ``(d1, d2)`` through one real 2D FFT (Makhoul in 2D).
+
+    With ``V = rfft2`` of the doubly reordered input, ``P = w2 V(k1, k2)`` and
+    ``Q = conj(w2) conj(V(-k1, k2))`` for ``k2 <= n2 // 2`` (``V(k1, -k2) = conj V(-k1, k2)`` for
+    a real input): ``X(k1, k2) = Re(w1 (P + Q)) / 2`` and ``X(k1, n2 - k2) = -Im(w1 (P - Q)) / 2``,
+    times the orthonormal scales (``w = exp(-i pi k / 2n)``)."""
+    n1, n2, ndim = x.shape[d1], x.shape[d2], x.ndim
+    order1, _, _, _, scale1 = _makhoul_constants(n1, x.dtype, x.device)
+    order2, _, w2, half_scale2, _ = _makhoul_constants(n2, x.dtype, x.device)
+    v = x.index_select(d1, order1).index_select(d2, order2)
+    spectrum = torch.fft.rfft2(v, dim=(d1, d2))  # (.., n1, .., n2 // 2 + 1, ..)
+    partner = spectrum.index_select(d1, _flip_index(n1, x.device)).conj()
+    # The orthonormal scales ride on the twiddles: s2(k2) (= s2(n2 - k2) for k2 >= 1) on w2,
+    # s1(k1) / 2 on w1, so no pass over the output is spent on scaling.
+    w2 = _along(w2 * half_scale2, d2, ndim)
+    p, q = spectrum * w2, partner * w2.conj()
+    w1 = _along(_full_twiddle(n1, x.dtype, x.device) * (scale1 * 0.5), d1, ndim)
+    low = (w1 * (p + q)).real
+    high = -(w1 * (p - q)).imag.narrow(d2, 1, (n2 - 1) // 2).flip(d2)
+    return torch.cat([low, high], dim=d2)
+
+
+def _fft_idct2(coeffs: Tensor, d1: int, d2: int) -> Tensor:
+    """Inverse of :func:`_fft_dct2` (2D orthonormal DCT-III) through one ``irfft2``:
+    ``V(k1, k2) = conj(w1 w2) [X(k1, k2) - X(-k1, -k2) - i (X(k1, -k2) + X(-k1, k2))]`` on the
+    unscaled coefficients (an index ``n`` reads 0), then one gather per axis undoes the order."""
+    n1, n2, ndim = coeffs.shape[d1], coeffs.shape[d2], coeffs.ndim
+    _, inverse1, _, _, scale1 = _makhoul_constants(n1, coeffs.dtype, coeffs.device)
+    _, inverse2, w2, _, scale2 = _makhoul_constants(n2, coeffs.dtype, coeffs.device)
+    half = n2 // 2 + 1
+    unscaled = coeffs / (_along(scale1, d1, ndim) * _along(scale2, d2, ndim))
+    a = unscaled.narrow(d2, 0, half)              # X(k1, k2)
+    c = _mirror(unscaled, d2, half)               # X(k1, -k2)
+    b, d = _mirror(c, d1, n1), _mirror(a, d1, n1)  # X(-k1, -k2), X(-k1, k2)
+    w = (_along(_full_twiddle(n1, coeffs.dtype, coeffs.device), d1, ndim)
+         * _along(w2, d2, ndim)).conj()
+    spectrum = w * torch.complex(a - b, -(c + d))
+    v = torch.fft.irfft2(spectrum, s=(n1, n2), dim=(d1, d2))
+    return v.index_select(d1, inverse1).index_select(d2, inverse2)
+
+
 def _fft_transform(x: Tensor, dims: list[int], inverse: bool) -> Tensor:
     compute = _compute_dtype(x.dtype)
     y = x.to(compute)
+    if len(dims) == 2:  # one 2D real FFT instead of one per axis
+        return (_fft_idct2 if inverse else _fft_dct2)(y, *dims).to(x.dtype)
     one_dim = _fft_idct if inverse else _fft_dct
     for d in dims:
         y = one_dim(y, d)
