@@ -30,7 +30,12 @@ from .cache import cached_constant
 from .checks import check_choice
 from .spectrum import block_band_index
 
-__all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS"]
+__all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS",
+           "SPECTRUM_LENGTH"]
+
+# Bands per axis by default, for the DSWG and every mixer that builds one (the one place it is
+# written): see ``spectrum_length`` in :class:`DynamicSpectrumWeights`.
+SPECTRUM_LENGTH = 4
 
 GATES = ("softmax", "2sigmoid", "sigmoid")
 POOLS = ("mean", "max")
@@ -128,7 +133,7 @@ class DynamicSpectrumWeights(nn.Module):
     def __init__(
         self,
         dim: int,
-        spectrum_length: int = 4,
+        spectrum_length: int = SPECTRUM_LENGTH,
         *,
         num_groups: int = 4,
         hidden_ratio: float = 0.5,

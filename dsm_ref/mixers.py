@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .checks import check_choice
 from .dct import dct2, idct2
-from .dswg import DynamicSpectrumWeights
+from .dswg import SPECTRUM_LENGTH, DynamicSpectrumWeights
 
 __all__ = [
     "DynamicSpectrumMixer",
@@ -104,7 +104,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         input_size: tuple[int, int],
         *,
         dynamic: bool = True,
-        spectrum_length: int | None = 4,
+        spectrum_length: int | None = SPECTRUM_LENGTH,
         static_init: str = "random",
         dct_method: str = "matmul",
         **dswg_options,
@@ -160,7 +160,7 @@ class GlobalFilter(_SpectralWeightResizing):
         input_size: tuple[int, int],
         *,
         dynamic: bool = False,
-        spectrum_length: int | None = 4,
+        spectrum_length: int | None = SPECTRUM_LENGTH,
         **dswg_options,
     ) -> None:
         super().__init__()

@@ -70,11 +70,12 @@ def test_dynamic_dsm_adds_the_dswg_flops():
 def test_dsm_fft_flops():
     mixer = DynamicSpectrumMixer(C, (H, W), dynamic=False, dct_method="fft")
     numel = TOKENS * C
-    # Makhoul's DCT along each axis through a real-input FFT (rfft) and its inverse through
-    # irfft: 2.5 N log2 N per transform both ways
-    forward = numel * 2.5 * (math.log2(H) + math.log2(W))
-    inverse = numel * 2.5 * (math.log2(H) + math.log2(W))
-    assert _count(mixer) == pytest.approx(forward + inverse + _proj(), abs=4)
+    # Makhoul's 2D DCT through one rfft2 and its inverse through one irfft2: the FFTs GFNet's
+    # filter takes (real along W, complex along H on the half spectrum, each way)
+    half = W // 2 + 1
+    one_way = B * H * C * bench.fft_flops(W, real=True) + B * half * C * bench.fft_flops(H)
+    assert numel == B * H * W * C
+    assert _count(mixer) == pytest.approx(2 * one_way + _proj(), abs=4)
 
 
 def test_global_filter_flops():

@@ -46,7 +46,7 @@ from .records import (
 from .report import render_report
 from .suites import (
     DCT_METHODS,
-    LAYOUTS,
+    MEMORY_LAYOUTS,
     Settings,
     bench_dct,
     bench_mixers,
@@ -67,7 +67,7 @@ from .timing import (
 __all__ = [
     "CONVENTIONS",
     "DCT_METHODS",
-    "LAYOUTS",
+    "MEMORY_LAYOUTS",
     "MIXERS",
     "MIXER_ARMS",
     "PRECISIONS",

@@ -40,7 +40,7 @@ from .timing import (
 
 __all__ = [
     "DCT_METHODS",
-    "LAYOUTS",
+    "MEMORY_LAYOUTS",
     "Settings",
     "bench_dct",
     "bench_mixers",
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 DCT_METHODS = ("matmul", "fft", "scipy")
-LAYOUTS = ("channels_last", "channels_first")
+MEMORY_LAYOUTS = ("channels_last", "channels_first")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-class _Budget:
+class _TimingBudget:
     def __init__(self, seconds: float | None) -> None:
         self.deadline = None if seconds is None else time.perf_counter() + seconds
 
@@ -191,7 +191,7 @@ def bench_dct(
     *,
     channels: int = 64,
     tokens: int = 32768,
-    layouts: Sequence[str] = LAYOUTS,
+    layouts: Sequence[str] = MEMORY_LAYOUTS,
     methods: Sequence[str] = DCT_METHODS,
     rounds: int = 1,
     settings: Settings | None = None,
@@ -213,7 +213,7 @@ def bench_dct(
                                                methods=list(methods), rounds=rounds),
                          command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
-    budget = _Budget(settings.time_budget)
+    budget = _TimingBudget(settings.time_budget)
     generator = torch.Generator().manual_seed(settings.seed)
     groups = [(n, layout) for n in sizes for layout in layouts]
     workers = torch.get_num_threads()
@@ -323,7 +323,7 @@ def bench_mixers(
         tokens=tokens, modes=list(modes), compile=compile, max_call_time=max_call_time,
         fit_min_tokens=fit_min_tokens, rounds=rounds), command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
-    budget = _Budget(settings.time_budget)
+    budget = _TimingBudget(settings.time_budget)
     device, dtype = settings.device, settings.dtype
     itemsize = torch.empty((), dtype=dtype).element_size()
     groups = [(n, c) for n in grids for c in dims]
@@ -482,7 +482,7 @@ def bench_models(
         modes=list(modes), compile_modes=list(compile_modes), rounds=rounds,
         compile_models=None if compile_models is None else list(compile_models)), command)
     peaks = measure_peaks(device, settings.dtype, quick=settings.quick)
-    budget = _Budget(settings.time_budget)
+    budget = _TimingBudget(settings.time_budget)
     # Eager models first: when the time budget runs out, the compiled points are the ones lost.
     points = [(name, compiled) for compiled in sorted(compile_modes) for name in models
               if not compiled or compile_models is None or name in compile_models]

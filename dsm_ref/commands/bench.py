@@ -15,7 +15,7 @@ from torch.utils.benchmark import Compare, Measurement, TaskSpec
 
 from ..bench import (
     DCT_METHODS,
-    LAYOUTS,
+    MEMORY_LAYOUTS,
     MIXERS,
     PRECISIONS,
     Settings,
@@ -72,7 +72,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     dct.add_argument("--sizes", type=int, nargs="+", default=None)
     dct.add_argument("--channels", type=int, default=None)
     dct.add_argument("--tokens", type=int, default=None, help="batch = tokens // N**2")
-    dct.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
+    dct.add_argument("--layouts", nargs="+", choices=MEMORY_LAYOUTS, default=list(MEMORY_LAYOUTS))
     dct.add_argument("--methods", nargs="+", choices=DCT_METHODS, default=list(DCT_METHODS))
     dct.add_argument("--rounds", type=int, default=None,
                      help="interleaved timing rounds over the methods of each size (default 1)")
