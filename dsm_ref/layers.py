@@ -77,7 +77,7 @@ class PatchStem(nn.Module):
 class Downsample(nn.Module):
     """LayerNorm then a 2x2 stride-2 conv: ``(B, H, W, C_in) -> (B, H/2, W/2, C_out)``.
 
-    paper: a hierarchical backbone, downsampling not stated / ours: non-overlapping 2x2 patch
+    paper: stages and downsampling not stated / ours: non-overlapping 2x2 patch
     merging / why: ConvNeXt's and Swin's choice between stages; it halves the resolution with
     no overlap, so every input pixel counts once, at the cost of a 2x2 conv's parameters.
     """

@@ -10,10 +10,13 @@ on channels-last tokens ``(B, H, W, C)``. The token mixer is passed as a class o
 (:data:`TOKEN_MIXERS`), so the same body runs the DSM mixer, its static ablation, GFNet's filter,
 attention, a depthwise conv, or no mixing at all: comparisons at equal cost.
 
-paper: a hierarchical backbone; variant sizes not public / ours: the depths and widths of the
-peers the paper compares with (GFNet-H, Hire-MLP, Wave-MLP, Swin-T), so each variant sits in one
-peer's parameter/FLOP budget. The mixer's projection and the DCT matmuls cost ~20% more than
-GFNet-H's filter at equal depth, so our stages 1, 2 and 4 are one block shallower (3 -> 2).
+paper: a backbone for classification, detection and segmentation; its stages and variant sizes
+are not public / ours: a four-stage hierarchy in the depths and widths of peers we chose
+(GFNet-H, Hire-MLP, Wave-MLP, Swin-T: MLP-like, spectral and attention backbones the abstract's
+"transformer- and MLP-based models" name as a kind), so each variant sits in one peer's
+parameter/FLOP budget and dense heads get strides 4-32. The mixer's projection and the DCT
+matmuls cost ~20% more than GFNet-H's filter at equal depth, so our stages 1, 2 and 4 are one
+block shallower (3 -> 2).
 FLOPs are multiply-adds (the convention of the peers' tables), counted by
 ``torch.utils.flop_counter`` with the DCT matmuls included. Defined in notebook 04.
 """

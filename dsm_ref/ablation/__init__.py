@@ -1,4 +1,5 @@
-"""The paper's ablations as named studies, a resumable runner shared by processes, and tables.
+"""Ablations of the paper's claims and of our choices as named studies, a resumable runner
+shared by processes, and tables.
 
 Defined in notebook 06. Each :class:`Study` compares arms that differ in one thing and share the
 body, the data, the budget and every initialisation they have in common. Every arm is trained

@@ -32,10 +32,10 @@ def imagenet_transforms(
 
     train: RandomResizedCrop(S, scale 0.08-1, bicubic) -> flip -> RandAugment(2 ops, magnitude m)
     -> normalise -> RandomErasing(p). eval: resize to ``S / crop_ratio`` (bicubic) -> centre crop.
-    paper: "the DeiT recipe" is what its family (GFNet, DynaMixer) trains with; exact augmentation
-    not stated / ours: torchvision's RandAugment, close to but not identical with timm's
-    ``rand-m9-mstd0.5-inc1`` / why: no timm dependency; MixUp/CutMix act on batches
-    (:func:`mixup_cutmix`).
+    paper: no augmentation stated (DESIGN.md section 1) / ours: DeiT's transforms, common
+    practice for this family (GFNet trains with them), with torchvision's RandAugment, close to
+    but not identical with timm's ``rand-m9-mstd0.5-inc1`` / why: no timm dependency; MixUp/CutMix
+    act on batches (:func:`mixup_cutmix`).
     """
     from torchvision.transforms import InterpolationMode, v2
 

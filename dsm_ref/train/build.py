@@ -33,9 +33,10 @@ def cosine_lr_factor(step: int, *, total_steps: int, warmup_steps: int, min_fact
     """Multiplier of the peak lr at optimizer step ``step`` (0-based).
 
     Linear warmup ``(step + 1) / warmup_steps``, then a half cosine from 1 to ``min_factor``
-    at ``total_steps``. paper: cosine schedule with warmup (the DeiT recipe) / ours: updated every
-    step rather than every epoch / why: short CPU runs have few epochs, and a per-step schedule
-    does not jump at epoch boundaries.
+    at ``total_steps``. paper: cosine decay (DESIGN.md section 1) / ours: the linear warmup before
+    it (common practice since DeiT), updated every step rather than every epoch / why: warmup
+    guards the first steps; short CPU runs have few epochs, and a per-step schedule does not jump
+    at epoch boundaries.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps

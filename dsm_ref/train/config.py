@@ -197,11 +197,12 @@ class TrainResult:
 # --- ImageNet recipe and other presets -----------------------------------------------------------
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The DSM family's ImageNet-1k recipe (DeiT's, as GFNet and the other MLP-like peers use it):
-    # 300 epochs, AdamW lr 1e-3 at global batch 1024 (5e-4 per 512), wd 0.05, 20 warmup epochs,
-    # cosine to 1e-5, RandAugment m9, MixUp 0.8, CutMix 1.0, label smoothing 0.1, random
-    # erasing 0.25, drop-path 0.2 (dsm_s's default). paper: "follows DeiT" style recipe; exact
-    # clipping and AMP not stated / ours: clip 5.0 (Swin's) and bf16 where the GPU has it.
+    # ImageNet-1k recipe for dsm_s. paper: AdamW with a cosine decay schedule, nothing more
+    # stated (DESIGN.md section 1) / ours: everything else, common practice since DeiT (GFNet
+    # trains with DeiT's recipe): 300 epochs, AdamW lr 1e-3 at global batch 1024 (5e-4 per 512),
+    # wd 0.05, 20 warmup epochs (DFFormer's), cosine to 1e-5, RandAugment m9, MixUp 0.8, CutMix
+    # 1.0, label smoothing 0.1, random erasing 0.25 (DFFormer's), drop-path 0.2 (dsm_s's
+    # default), clip 5.0 (Swin's) and bf16 where the GPU has it.
     # Launch: torchrun --nproc_per_node=8 -m dsm_ref train --preset imagenet-dsm_s \
     #             --data-dir /path/to/imagenet --out runs/dsm_s_in1k
     "imagenet-dsm_s": dict(
