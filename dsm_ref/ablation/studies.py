@@ -135,7 +135,8 @@ STUDIES: dict[str, Study] = {
         Study(
             "transform",
             "Is the real-valued DCT a better basis than the DFT, and does spectral mixing help?",
-            "the DCT (real, no wrap-around) is the basis of choice; the paper does not compare",
+            "the DCT is the paper's basis (for its log-linear cost); it does not compare it with "
+            "the DFT: that comparison, and the no-mixing control, are ours",
             (
                 Arm("DCT dynamic", _dsm()),
                 Arm("DCT static", _mixer("static"), expected=-1),
@@ -165,8 +166,9 @@ STUDIES: dict[str, Study] = {
             "mixers",
             "How does the DSM mixer compare with its static twin, GFNet's filter, DFFormer's "
             "dynamic filter, attention and a depthwise conv in the same body?",
-            "DSM beats transformer- and MLP-like mixers at similar cost; the dynamic filter "
-            "(per-image mixing of DFT filters) is ours to add: the closest peer",
+            "the abstract: DSM beats earlier transformer- and MLP-based models (whole models, "
+            "no cost condition stated); mixers in one body at equal cost, and the dynamic filter "
+            "(per-image mixing of DFT filters, the closest peer), are ours to add",
             (
                 Arm("DSM", _dsm()),
                 Arm("static twin", _mixer("static"), expected=-1),

@@ -9,6 +9,11 @@ keyword arguments of :func:`dsm_ref.models.create_model`); a value is read as a 
 (``8``, ``False``, ``None``, ``(32, 64)``) and otherwise kept as text (``gate=2sigmoid``). Their
 defaults stay in the model's constructors; their names are checked by
 :meth:`TrainConfig.validate <dsm_ref.train.TrainConfig.validate>`, before any data is read.
+
+``--task segment`` / ``--task detect`` train a dense model
+(:func:`dsm_ref.dense.create_dense_model`) on a dataset of that task (``mosaic-segment/cifar10``,
+``spectral-regions``; ``mosaic-detect/cifar10``); a task and a dataset that do not match exit
+with 2 before any data is read.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any, NamedTuple
 
 from ..data import DATASETS, DataError
 from ..models import TOKEN_MIXERS, list_models
-from ..train import AMP_MODES, PRESETS, CheckpointError, TrainConfig, train
+from ..train import AMP_MODES, PRESETS, TASKS, CheckpointError, TrainConfig, train
 
 __all__ = ["add_cli_arguments", "config_from_args", "command_line", "cli_main"]
 
@@ -101,6 +106,10 @@ _CLI_EPILOG = """examples:
       --model-option "dims=(32, 64, 96, 128)" --out runs/static
   torchrun --nproc_per_node=8 -m dsm_ref train --preset imagenet-dsm_s \\
       --data-dir /data/imagenet --out runs/dsm_s_in1k     # the ImageNet recipe on 8 GPUs
+  python -m dsm_ref train --task segment --data mosaic-segment/cifar10 --img-size 64 \\
+      --out runs/seg                                       # Semantic FPN on CIFAR mosaics
+  python -m dsm_ref train --task detect --data mosaic-detect/cifar10 --img-size 64 \\
+      --lr 2e-4 --out runs/det      # RetinaNet (--model-option detector=fcos for FCOS)
 CIFAR-10 is read from $DSM_DATA_DIR (see `python -m dsm_ref info`); --download fetches it.
 --batch-size is the global batch, split over torchrun's processes."""
 
@@ -114,6 +123,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to train")
     what.add_argument("--preset", choices=sorted(PRESETS), default=unset,
                       help="a recipe (other options override it): " + ", ".join(PRESETS))
+    what.add_argument("--task", choices=TASKS, default=unset,
+                      help="classify (default), segment or detect; --data must be a dataset "
+                           "of that task")
     what.add_argument("--model", choices=list_models(), default=unset, help="default dsm_micro")
     what.add_argument("--data", type=_dataset_name, default=unset,
                       help=f"{', '.join(DATASETS)} (default cifar10)")
@@ -125,7 +137,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--n-train", dest="n_train", type=_positive_int, default=unset,
                       help="class-balanced training subset")
     what.add_argument("--n-test", dest="n_test", type=_positive_int, default=unset)
-    what.add_argument("--img-size", dest="img_size", type=_positive_int, default=unset)
+    what.add_argument("--img-size", dest="img_size", type=_positive_int, default=unset,
+                      help="input size: ImageNet crops (224), spectral images (32), the canvas "
+                           "of the mosaics (96) and of spectral-regions (64)")
     what.add_argument("--mixer", metavar="NAME", default=unset,
                       help="token mixer of every block: " + ", ".join(TOKEN_MIXERS)
                            + " (default: the model's)")
@@ -253,6 +267,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+# What the last line of a run reports, per task: its name and the metric's key.
+_HEADLINES = {"classify": ("top-1", "test_top1"), "segment": ("mIoU", "test_miou"),
+              "detect": ("mAP", "test_map")}
+
+
 def cli_main(args: argparse.Namespace) -> int:
     """``python -m dsm_ref train``: 0 done, 1 data/checkpoint error, 2 bad options,
     ``128 + signal`` when stopped by SIGINT/SIGTERM (after saving a checkpoint)."""
@@ -276,7 +295,8 @@ def cli_main(args: argparse.Namespace) -> int:
         return 128 + result.stop_signal if result.stop_signal else 0
     if int(os.environ.get("RANK", "0")) == 0:
         final = result.final
-        print(f"done: test top-1 {final.get('test_top1', float('nan')):.2f}% after "
+        name, key = _HEADLINES.get(config.task, _HEADLINES["classify"])
+        print(f"done: test {name} {final.get(key, float('nan')):.2f}% after "
               f"{result.epochs_completed} epochs, {result.wall_time_s:.0f} s, "
               f"{result.train_images_per_s:.3g} train img/s; wrote {config.out}/metrics.json")
     return 0

@@ -1,5 +1,6 @@
-"""Datasets for training a DSM: CIFAR-10 offline or online, ImageNet-style folders, and synthetic
-spectral tasks. Defined in notebook 05 (training a DSM).
+"""Datasets for training a DSM: CIFAR-10 offline or online, ImageNet-style folders, synthetic
+spectral tasks, and dense tasks (mosaics for segmentation and detection, spectral regions).
+Defined in notebook 05 (training a DSM).
 
 Where data is looked for (``python -m dsm_ref info`` prints it):
 
@@ -16,16 +17,19 @@ sources are decoded once (a streaming read of the archive, never extracted) into
 file in the cache dir, keyed by the archive's SHA-256, so every subset reuses the one full decode
 and later epochs never touch a JPEG.
 
-Every dataset here returns ``(image, label)`` with ``image: (3, H, W)`` float32, normalised, and
-``label`` an int. Random augmentation is a pure function of ``(seed, epoch, index)`` (call
-``set_epoch`` each epoch): a resumed run, a run with more loader workers and a run split over
-several processes all see the same augmented image for the same sample. That is what lets the
+Every classification dataset here returns ``(image, label)`` with ``image: (3, H, W)`` float32,
+normalised, and ``label`` an int; the dense ones return ``(image, mask (H, W) int64)`` or
+``(image, {"boxes", "labels"})`` (batched with :func:`collate_detection`). Random augmentation
+is a pure function of ``(seed, epoch, index)`` (call ``set_epoch`` each epoch): a resumed run, a
+run with more loader workers and a run split over several processes all see the same augmented
+image for the same sample. That is what lets the
 trainer promise bit-equal resume and DDP == single process.
 
 Modules, one job each: ``paths`` (data and cache dirs, ``DataError``), ``base`` (keyed
 augmentation, :class:`ImageTensorDataset`, balanced subsets, :class:`Datasets`, MixUp/CutMix),
-``cifar10``, ``imagenet`` (ImageNet-style folders), ``synthetic`` (spectral tasks) and
-``registry`` (:func:`build_datasets` by name, :func:`data_locations`).
+``cifar10``, ``imagenet`` (ImageNet-style folders), ``synthetic`` (spectral tasks), ``mosaic``
+(dense tasks: :class:`MosaicSegmentation`, :class:`MosaicDetection`, :class:`SpectralRegions`)
+and ``registry`` (:func:`build_datasets` by name, :func:`dataset_task`, :func:`data_locations`).
 """
 
 from __future__ import annotations
@@ -40,8 +44,23 @@ from .cifar10 import TORCHVISION_CIFAR10_FOLDER as TORCHVISION_CIFAR10_FOLDER
 from .imagenet import IMAGENET_MEAN as IMAGENET_MEAN
 from .imagenet import IMAGENET_STD as IMAGENET_STD
 from .imagenet import SeededImageFolder, imagenet_transforms, load_imagenet_folders
+from .mosaic import (
+    MosaicDetection,
+    MosaicSegmentation,
+    SpectralRegions,
+    collate_detection,
+    make_mosaic_task,
+    make_spectral_regions,
+)
 from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, DataError, cache_dir, data_dir
-from .registry import DATASETS, build_datasets, data_locations
+from .registry import (
+    DATASET_TASKS,
+    DATASETS,
+    build_datasets,
+    data_locations,
+    dataset_task,
+    datasets_task,
+)
 from .synthetic import SPECTRAL_BANDS, SPECTRAL_TASKS, make_spectral_task, spectral_images
 from .synthetic import SPECTRAL_MEAN as SPECTRAL_MEAN
 from .synthetic import SPECTRAL_STD as SPECTRAL_STD
@@ -54,6 +73,7 @@ __all__ = [
     "CIFAR10_ARCHIVE",
     "CIFAR10_CLASSES",
     "DATASETS",
+    "DATASET_TASKS",
     "SPECTRAL_TASKS",
     "SPECTRAL_BANDS",
     "DataError",
@@ -72,4 +92,12 @@ __all__ = [
     "spectral_images",
     "make_spectral_task",
     "build_datasets",
+    "dataset_task",
+    "datasets_task",
+    "MosaicSegmentation",
+    "MosaicDetection",
+    "SpectralRegions",
+    "collate_detection",
+    "make_mosaic_task",
+    "make_spectral_regions",
 ]

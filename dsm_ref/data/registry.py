@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import os
 
-from .base import Datasets
+from .base import Datasets, ImageTensorDataset
 from .cifar10 import _find_cifar10, load_cifar10
 from .imagenet import load_imagenet_folders
+from .mosaic import (
+    MosaicDetection,
+    MosaicSegmentation,
+    SpectralRegions,
+    make_mosaic_task,
+    make_spectral_regions,
+)
 from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, _source, cache_dir, data_dir
 from .synthetic import SPECTRAL_TASKS, make_spectral_task
 
@@ -30,7 +37,39 @@ def data_locations() -> dict[str, str]:
 
 # --- one entry point -----------------------------------------------------------------------------
 
-DATASETS = ("cifar10", "imagenet", *(f"spectral/{task}" for task in SPECTRAL_TASKS))
+DATASETS = ("cifar10", "imagenet", *(f"spectral/{task}" for task in SPECTRAL_TASKS),
+            "mosaic-segment/cifar10", "mosaic-detect/cifar10", "spectral-regions")
+
+# What each dataset's samples are: ``(image, int)`` ("classify"), ``(image, (H, W) mask)``
+# ("segment") or ``(image, {"boxes", "labels"})`` ("detect"). The trainer's ``task`` must match.
+DATASET_TASKS = {"mosaic-segment/cifar10": "segment", "mosaic-detect/cifar10": "detect",
+                 "spectral-regions": "segment"}
+
+
+def dataset_task(name: str) -> str | None:
+    """``"classify"``, ``"segment"`` or ``"detect"``: what the samples of the dataset ``name``
+    hold (see :data:`DATASET_TASKS`); ``None`` for a name :func:`build_datasets` does not know."""
+    if name in DATASET_TASKS:
+        return DATASET_TASKS[name]
+    if name in DATASETS or name == "spectral":
+        return "classify"
+    return None
+
+
+def datasets_task(data: Datasets) -> str | None:
+    """What the samples of built ``data`` hold, from the type of its training set: the task of
+    the mosaic and region datasets, ``"classify"`` for in-memory images and ImageNet folders,
+    ``None`` for a dataset of another type (not checked)."""
+    from .imagenet import SeededImageFolder
+
+    train = data.train
+    if isinstance(train, MosaicDetection):  # before MosaicSegmentation, its base class
+        return "detect"
+    if isinstance(train, (MosaicSegmentation, SpectralRegions)):
+        return "segment"
+    if isinstance(train, (ImageTensorDataset, SeededImageFolder)):
+        return "classify"
+    return None
 
 
 def build_datasets(
@@ -46,10 +85,16 @@ def build_datasets(
     random_erasing: float = 0.25,
     progress: bool = True,
 ) -> Datasets:
-    """Datasets by name: ``"cifar10"``, ``"imagenet"``, ``"spectral"`` or ``"spectral/<task>"``.
+    """Datasets by name: ``"cifar10"``, ``"imagenet"``, ``"spectral"`` or ``"spectral/<task>"``
+    (classification); ``"mosaic-segment/cifar10"``, ``"mosaic-detect/cifar10"`` (mosaics of
+    CIFAR-10 images, :func:`~dsm_ref.data.mosaic.make_mosaic_task`) and ``"spectral-regions"``
+    (:func:`~dsm_ref.data.mosaic.make_spectral_regions`) for dense prediction.
 
-    ``img_size`` applies to ImageNet folders (default 224) and spectral tasks (default 32);
-    CIFAR-10 is 32 px. ``randaugment_magnitude`` and ``random_erasing`` apply to ImageNet.
+    ``img_size`` applies to ImageNet folders (default 224), spectral tasks (default 32), the
+    mosaics' canvas (default 96) and the spectral regions' canvas (default 64); CIFAR-10 is
+    32 px. ``randaugment_magnitude`` and ``random_erasing`` apply to ImageNet. For the dense
+    datasets ``n_train`` / ``n_test`` count canvases (default 2000 / 500); a mosaic pastes
+    images of the whole CIFAR-10 split.
     """
     if name == "cifar10":
         if img_size not in (None, 32):
@@ -63,5 +108,19 @@ def build_datasets(
     if name == "spectral" or name.startswith("spectral/"):
         task = name.partition("/")[2] or "band_shift"
         return make_spectral_task(task, n_train, n_test, img_size=img_size or 32, seed=seed)
+    if name in ("mosaic-segment/cifar10", "mosaic-detect/cifar10"):
+        task = name.partition("/")[0].removeprefix("mosaic-")
+        source = load_cifar10(root=root, download=download, augment=False, seed=seed,
+                              progress=progress)
+        return make_mosaic_task(source, task, *_canvas_counts(n_train, n_test),
+                                canvas_size=img_size or 96, seed=seed)
+    if name == "spectral-regions":
+        return make_spectral_regions(*_canvas_counts(n_train, n_test),
+                                     canvas_size=img_size or 64, seed=seed)
     raise ValueError(f"unknown dataset {name!r}; expected one of {list(DATASETS)} "
                      f"(or 'spectral' for spectral/band_shift)")
+
+
+def _canvas_counts(n_train: int | None, n_test: int | None) -> tuple[int, int]:
+    """``n_train``, ``n_test`` of a generated dense task (default 2000, 500, as the makers')."""
+    return (2000 if n_train is None else n_train), (500 if n_test is None else n_test)

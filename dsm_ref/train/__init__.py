@@ -6,6 +6,12 @@ gradient clipping, AMP (bf16 or fp16 on CUDA), an optional EMA of the weights, t
 drop-path, and an evaluation after every epoch. Metrics (loss, top-1/top-5 in percent, images/s)
 go to ``<out>/log.jsonl`` and a summary to ``<out>/metrics.json``.
 
+The same loop trains dense models: ``TrainConfig(task="segment")`` (a Semantic FPN, per-pixel
+cross-entropy, ``test_miou`` and ``test_pixel_accuracy``) and ``task="detect"`` (a torchvision
+detector, the sum of its losses, ``test_map`` and ``test_map_50``), on a dataset of that task
+(``mosaic-segment/cifar10``, ``spectral-regions``, ``mosaic-detect/cifar10``); what differs per
+task lives in :mod:`.tasks`.
+
 Checkpoints (``<out>/checkpoint.pt``) hold the model, optimizer, scheduler, grad scaler, EMA,
 every process's RNG states, the epoch and the step within it; they are written to a temporary
 file and renamed, so a writer killed half-way leaves the previous checkpoint intact, and read
@@ -28,14 +34,23 @@ One job per module:
 
 - :mod:`.config`: :class:`TrainConfig` (and the check of its model options), :data:`PRESETS`,
   :class:`TrainResult`;
-- :mod:`.build`: the model, optimizer and lr schedule a config describes;
+- :mod:`.build`: the model (a classifier or a dense model), optimizer and lr schedule a config
+  describes;
+- :mod:`.tasks`: what differs between classification, segmentation and detection (the batch on
+  the device, the loss, the test metrics, the printed line);
 - :mod:`.runtime`: process group and device, AMP, :class:`ShardedSampler` and the loaders;
 - :mod:`.checkpoint`: checkpoint files and RNG states;
 - :mod:`.evaluation`: :func:`evaluate`, :func:`predict`, :func:`confusion_matrix`;
 - :mod:`.loop`: :func:`train`, the stop request, the JSON-lines log.
 """
 
-from .build import build_model, build_optimizer, build_scheduler, cosine_lr_factor
+from .build import (
+    build_dense_model,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    cosine_lr_factor,
+)
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -44,7 +59,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import AMP_MODES, PRESETS, TrainConfig, TrainResult, model_option_names
+from .config import AMP_MODES, PRESETS, TASKS, TrainConfig, TrainResult, model_option_names
 from .evaluation import confusion_matrix, evaluate, predict
 from .loop import STOP_CHECK_EVERY, train
 from .runtime import ShardedSampler
@@ -54,6 +69,7 @@ __all__ = [
     "TrainResult",
     "PRESETS",
     "AMP_MODES",
+    "TASKS",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CHECKPOINT_NAME",
@@ -65,6 +81,7 @@ __all__ = [
     "predict",
     "confusion_matrix",
     "build_model",
+    "build_dense_model",
     "build_optimizer",
     "build_scheduler",
     "cosine_lr_factor",

@@ -10,17 +10,37 @@ from torch import nn
 from ..models import create_model, weight_decay_groups
 from .config import TrainConfig
 
-__all__ = ["build_model", "build_optimizer", "build_scheduler", "cosine_lr_factor"]
+__all__ = ["build_model", "build_dense_model", "build_optimizer", "build_scheduler",
+           "cosine_lr_factor"]
 
 
 def build_model(config: TrainConfig, num_classes: int, img_size: int) -> nn.Module:
-    """``create_model(config.model)`` for this data: ``(B, 3, S, S) -> (B, num_classes)``."""
+    """``create_model(config.model)`` for this data: ``(B, 3, S, S) -> (B, num_classes)``; for
+    ``config.task`` ``"segment"`` or ``"detect"``, :func:`build_dense_model`."""
+    if config.task != "classify":
+        return build_dense_model(config, num_classes, img_size)
     options = dict(config.model_options)
     options.setdefault("num_classes", num_classes)
     options.setdefault("img_size", img_size)
     if config.drop_path is not None:
         options["drop_path_rate"] = config.drop_path
     return create_model(config.model, **options)
+
+
+def build_dense_model(config: TrainConfig, num_classes: int, img_size: int) -> nn.Module:
+    """``create_dense_model(config.model, config.task, num_classes, ...)``: the model options
+    ``token_mixer``, ``mixer_options`` and the dense model's own (``detector``,
+    ``neck_channels``, ...) go to it, the others to the backbone (``dims``, ``depths``, ...);
+    ``img_size`` is the data's unless a model option names one; ``config.drop_path`` is the
+    backbone's ``drop_path_rate``. ``num_classes`` counts the background where the data has one
+    (detection: index 0, as torchvision's detectors expect)."""
+    from ..dense import create_dense_model  # torchvision's detectors: only for dense tasks
+
+    options = dict(config.model_options)
+    options.setdefault("img_size", img_size)
+    if config.drop_path is not None:
+        options["drop_path_rate"] = config.drop_path
+    return create_dense_model(config.model, config.task, num_classes, **options)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:

@@ -27,8 +27,10 @@ CHECKPOINT_FORMAT = "dsm_ref.train.checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 # Config fields that must agree between a checkpoint and the run resuming it.
-_RESUME_MUST_MATCH = ("model", "model_options", "data", "n_train", "n_test", "img_size",
-                      "batch_size", "drop_path")
+_RESUME_MUST_MATCH = ("task", "model", "model_options", "data", "n_train", "n_test",
+                      "img_size", "batch_size", "drop_path")
+# What a checkpoint written before a field existed holds for it.
+_RESUME_DEFAULTS = {"task": "classify"}
 
 
 class CheckpointError(RuntimeError):

@@ -7,6 +7,12 @@ what they go to (the keyword arguments of :class:`dsm_ref.models.DSM`; the mixer
 through :func:`dsm_ref.models.mixer_options`, the registry's own check), so a misspelt option
 fails before any data is read, with the list of the options that exist. The defaults stay in
 those constructors.
+
+``TrainConfig.task`` (:data:`TASKS`) says what is trained: ``"classify"`` (the default, a
+:func:`~dsm_ref.models.create_model` classifier), ``"segment"`` or ``"detect"`` (a
+:func:`~dsm_ref.dense.create_dense_model`, whose own options -- ``detector``, ``neck_channels``,
+``head_channels``, ... -- may then be model options too). ``validate`` checks that the dataset
+named by ``data`` holds samples of that task (:func:`dsm_ref.data.dataset_task`).
 """
 
 from __future__ import annotations
@@ -20,28 +26,46 @@ from typing import Any
 
 from torch import nn
 
+from ..data import dataset_task
 from ..models import DSM, list_models, mixer_options
 from ..provenance import provenance as provenance_record
 
-__all__ = ["AMP_MODES", "TrainConfig", "TrainResult", "PRESETS", "model_option_names"]
+__all__ = ["AMP_MODES", "TASKS", "TrainConfig", "TrainResult", "PRESETS", "model_option_names"]
 
 AMP_MODES = ("auto", "none", "bf16", "fp16")
+TASKS = ("classify", "segment", "detect")
+# Keyword arguments of DSM that a dense model sets itself (its backbone has no head).
+_DENSE_SETS = ("num_classes", "features_only")
 
 
 # --- the options of the model and of its token mixer ---------------------------------------------
 
-def model_option_names() -> list[str]:
-    """Keys ``TrainConfig.model_options`` may hold: the keyword arguments of
-    :class:`~dsm_ref.models.DSM`, which every registered variant builds."""
-    parameters = inspect.signature(DSM).parameters.values()
+def _keyword_names(function: Any) -> list[str]:
+    parameters = inspect.signature(function).parameters.values()
     return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def _check_model_options(options: Any) -> None:
+def model_option_names(task: str = "classify") -> list[str]:
+    """Keys ``TrainConfig.model_options`` may hold: the keyword arguments of
+    :class:`~dsm_ref.models.DSM`, which every registered variant builds; for a dense ``task``,
+    also those of :func:`~dsm_ref.dense.create_dense_model` (``detector``, ``neck_channels``,
+    ...), less the ones the trainer or the dense model sets (``num_classes``,
+    ``features_only``)."""
+    names = _keyword_names(DSM)
+    if task == "classify":
+        return names
+    from ..dense import create_dense_model  # torchvision's detectors: only for dense tasks
+
+    dense = [n for n in _keyword_names(create_dense_model)
+             if n not in ("backbone", "task", "num_classes", "backbone_options")]
+    return [n for n in names if n not in _DENSE_SETS] + [n for n in dense if n not in names]
+
+
+def _check_model_options(options: Any, task: str = "classify") -> None:
     """Raises ``ValueError`` naming an unknown model option, token mixer or mixer option."""
     if not isinstance(options, dict):
         raise ValueError(f"model_options must be a dict, got {type(options).__name__}")
-    known = model_option_names()
+    known = model_option_names(task)
     unknown = [key for key in options if key not in known]
     if unknown:
         raise ValueError(f"unknown model option {unknown[0]!r}; expected one of: "
@@ -53,6 +77,43 @@ def _check_model_options(options: Any) -> None:
                          f"{type(mixer_options_given).__name__}")
     if isinstance(mixer, str):  # a mixer class checks its options when it is called
         mixer_options(mixer, mixer_options_given)  # the registry's errors, naming what exists
+    if task != "classify" and "detector" in options:
+        from ..dense import DETECTORS
+
+        if options["detector"] not in DETECTORS:
+            raise ValueError(f"unknown detector {options['detector']!r}; expected one of: "
+                             f"{', '.join(DETECTORS)}")
+    if task == "segment" and options.get("detector_options"):
+        raise ValueError("model option detector_options applies to task 'detect' only")
+
+
+def _check_task(config: TrainConfig) -> None:
+    """Raises ``ValueError`` for an unknown task, a dataset of another task, or an option the
+    task cannot use (MixUp/CutMix mix labels of whole images; a detector has no label
+    smoothing)."""
+    if config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; expected one of: {', '.join(TASKS)}")
+    holds = dataset_task(config.data)
+    if holds is not None and holds != config.task:
+        raise ValueError(f"task {config.task!r} does not match data {config.data!r}, a "
+                         f"{holds!r} dataset; pass --task {holds}, or a {config.task!r} dataset "
+                         f"({', '.join(_datasets_of(config.task))})")
+    if config.task == "classify":
+        return
+    for name in ("mixup", "cutmix"):
+        if getattr(config, name):
+            raise ValueError(f"{name} applies to task 'classify' only (it mixes whole-image "
+                             f"labels); got {name}={getattr(config, name)} with task "
+                             f"{config.task!r}: set it to 0")
+    if config.task == "detect" and config.label_smoothing:
+        raise ValueError(f"label_smoothing does not apply to task 'detect' (the detector "
+                         f"computes its own losses); got {config.label_smoothing}: set it to 0")
+
+
+def _datasets_of(task: str) -> list[str]:
+    from ..data import DATASETS
+
+    return [name for name in DATASETS if dataset_task(name) == task]
 
 
 # --- configuration and result --------------------------------------------------------------------
@@ -72,11 +133,14 @@ class TrainConfig:
     thread per process avoids the stalls of oversubscribed OpenMP threads.
     ``model_options``: keyword arguments of :func:`dsm_ref.models.create_model`, e.g.
     ``{"token_mixer": "static", "mixer_options": {"spectrum_length": 8}}``; ``validate`` checks
-    their names.
+    their names. ``task``: ``"classify"``, ``"segment"`` or ``"detect"`` (see the module
+    docstring); ``data`` must name a dataset of that task, and MixUp/CutMix apply to
+    ``"classify"`` only.
     """
 
     model: str = "dsm_micro"
     model_options: dict = field(default_factory=dict)
+    task: str = "classify"
     data: str = "cifar10"
     data_dir: str | None = None
     download: bool = False
@@ -139,7 +203,8 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.model not in list_models():
             raise ValueError(f"unknown model {self.model!r}; available: {list_models()}")
-        _check_model_options(self.model_options)
+        _check_task(self)
+        _check_model_options(self.model_options, self.task)
         return self
 
     def to_dict(self) -> dict:
@@ -150,7 +215,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What :func:`train` returns. ``history``: one dict per epoch (see ``log.jsonl``);
-    ``final``: the last epoch's metrics plus ``best_test_top1``; ``model`` is unwrapped (no DDP)
+    ``final``: the last epoch's metrics plus the best of the task's headline metric
+    (``best_test_top1``, ``best_test_miou`` or ``best_test_map``); ``model`` is unwrapped (no DDP)
     and on the training device; ``interrupted``: stopped by a signal or ``max_steps``;
     ``provenance``: where the run came from (see :meth:`summary`)."""
 

@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import Datasets, build_datasets, mixup_cutmix
@@ -41,6 +40,7 @@ from ..provenance import provenance
 from ..utils import seed_everything
 from .build import build_model, build_optimizer, build_scheduler
 from .checkpoint import (
+    _RESUME_DEFAULTS,
     _RESUME_MUST_MATCH,
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -52,8 +52,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig, TrainResult
-from .evaluation import _evaluate_sums, _metrics_from_sums
-from .runtime import ShardedSampler, _amp_dtype, _autocast, _loader, _set_epoch, _setup_process
+from .runtime import ShardedSampler, _amp_dtype, _loader, _set_epoch, _setup_process
+from .tasks import Task, make_task
 
 __all__ = ["train", "STOP_CHECK_EVERY"]
 
@@ -150,6 +150,7 @@ class _Run:
         self.out = Path(config.out) if config.out else None
         seed_everything(config.seed)
         self.data = datasets if datasets is not None else self._build_datasets()
+        self.task: Task = make_task(config.task, self.data)
         self.base = model if model is not None else build_model(
             config, self.data.num_classes, self.data.img_size)
         self.base.to(self.proc.device)
@@ -194,7 +195,8 @@ class _Run:
         self.test_sampler = ShardedSampler(len(self.data.test), rank=proc.rank,
                                            world_size=proc.world_size, shuffle=False,
                                            drop_last=False)
-        common = dict(num_workers=config.num_workers, device=proc.device)
+        common = dict(num_workers=config.num_workers, device=proc.device,
+                      collate_fn=self.task.collate)
         self.train_loader = _loader(self.data.train, self.train_sampler, self.local_batch,
                                     train=True, **common)
         self.test_loader = _loader(self.data.test, self.test_sampler, self.local_batch,
@@ -236,8 +238,9 @@ class _Run:
     def _check_compatible(self, saved: dict, path: Path) -> None:
         mine = self.config.to_dict()
         for key in _RESUME_MUST_MATCH:
-            if saved.get(key) != mine.get(key):
-                raise CheckpointError(f"{path} was made with {key}={saved.get(key)!r}; this run "
+            theirs = saved.get(key, _RESUME_DEFAULTS.get(key))
+            if theirs != mine.get(key):
+                raise CheckpointError(f"{path} was made with {key}={theirs!r}; this run "
                                       f"has {key}={mine.get(key)!r}. Resume with the same "
                                       f"settings, or start a new run in another --out.")
 
@@ -312,17 +315,17 @@ class _Run:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item() > 0)
 
-    def _step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """One optimizer step on a local batch ``(b, 3, H, W)``; returns loss and top-1 hits."""
+    def _step(self, images: Any, labels: Any) -> tuple[Tensor, Tensor]:
+        """One optimizer step on a local batch ``(b, 3, H, W)`` (a list of images for
+        detection); returns the loss and the hits of the task's training accuracy (top-1 for
+        classification)."""
         device, config = self.proc.device, self.config
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
+        images, labels = self.task.to_device(images, labels, device)
         targets = labels
         if self.batch_transform is not None:
             images, targets = self.batch_transform(images, labels)
-        with _autocast(device, self.amp_dtype):
-            logits = self.model(images)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+        loss, hits = self.task.step_loss(self.model, images, labels, targets, device,
+                                         self.amp_dtype, config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if config.grad_clip:
@@ -333,7 +336,6 @@ class _Run:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.base)
-        hits = (logits.detach().argmax(-1) == labels).sum()
         return loss.detach(), hits
 
     def _train_epoch(self, stop: _StopRequest, log: _JsonLines, progress_bar) -> bool:
@@ -409,21 +411,21 @@ class _Run:
         metrics: dict[str, float] = {}
         for prefix, model in models:
             model.eval()
-            sums = _evaluate_sums(model, self.test_loader, device, self.amp_dtype)
-            if self.proc.distributed:
-                dist.all_reduce(sums)
-            metrics.update(_metrics_from_sums(sums, prefix))
+            metrics.update(self.task.evaluate(model, self.test_loader, device, self.amp_dtype,
+                                              self.proc.distributed, prefix))
             model.train()
         return metrics
 
     def _finish_epoch(self, log: _JsonLines, started: float) -> dict:
         pos = self.position
         count = max(pos.count, 1.0)
-        row = {"epoch": pos.epoch + 1, "train_loss": pos.loss_sum / count,
-               "train_top1": 100.0 * pos.top1_sum / count, **self._evaluate(),
+        row = {"epoch": pos.epoch + 1, "train_loss": pos.loss_sum / count}
+        if self.task.train_metric:
+            row[self.task.train_metric] = 100.0 * pos.top1_sum / count
+        row.update({**self._evaluate(),
                "lr": self.scheduler.get_last_lr()[0],
                "train_images_per_s": self._epoch_images / max(self._epoch_time, 1e-9),
-               "epoch_time_s": self._epoch_time, "elapsed_s": time.perf_counter() - started}
+               "epoch_time_s": self._epoch_time, "elapsed_s": time.perf_counter() - started})
         if not math.isfinite(row["train_loss"]):
             raise FloatingPointError(f"training loss is {row['train_loss']} in epoch "
                                      f"{pos.epoch + 1}: lower --lr or check the data")
@@ -466,7 +468,7 @@ class _Run:
                     interrupted = True
                     break
                 row = self._finish_epoch(log, started)
-                self._print(_format_row(row, config.epochs))
+                self._print(self.task.format_row(row, config.epochs))
                 if self.on_epoch_end and proc.is_main:
                     self.on_epoch_end(row)
                 last = self.position.epoch == config.epochs
@@ -495,8 +497,9 @@ class _Run:
     def _result(self, started: float, interrupted: bool, checkpoint: Path | None,
                 signum: int | None) -> TrainResult:
         final = dict(self.history[-1]) if self.history else {}
+        headline = self.task.headline
         if self.history:
-            final["best_test_top1"] = max(row["test_top1"] for row in self.history)
+            final[f"best_{headline}"] = max(row[headline] for row in self.history)
         return TrainResult(
             model=self.base, ema_model=self.ema.module if self.ema is not None else None,
             config=self.config, history=self.history, final=final,
@@ -512,15 +515,6 @@ class _Run:
             dist.destroy_process_group()
 
 
-def _format_row(row: dict, epochs: int) -> str:
-    text = (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.3f}  "
-            f"top-1 {row['train_top1']:5.1f}%  |  test loss {row['test_loss']:.3f}  "
-            f"top-1 {row['test_top1']:5.1f}%  top-5 {row['test_top5']:5.1f}%")
-    if "ema_test_top1" in row:
-        text += f"  ema top-1 {row['ema_test_top1']:5.1f}%"
-    return text + f"  |  {row['train_images_per_s']:.3g} img/s, {row['epoch_time_s']:.0f} s"
-
-
 def train(
     config: TrainConfig,
     model: nn.Module | None = None,
@@ -533,12 +527,14 @@ def train(
     """Trains ``model`` (default ``build_model(config, ...)``) on ``datasets`` (default
     ``build_datasets(config.data, ...)``) and returns a :class:`TrainResult`.
 
-    ``datasets.train[i] -> ((3, H, W) float, int)``; a ``set_epoch`` method, if present, is
-    called every epoch. ``on_step_end(row)`` gets ``{"epoch", "step", "loss", "lr"}`` after each
-    step (it costs a device sync), ``on_epoch_end(row)`` the epoch's metrics; both run on rank 0
-    only. ``metadata``: extra JSON-able fields for ``metrics.json`` and the log (the CLI
-    records its command line). ``config.out=None`` writes no files; ``config.progress=False``
-    prints nothing.
+    ``datasets.train[i] -> ((3, H, W) float, int)`` for ``config.task="classify"``,
+    ``((3, H, W) float, (H, W) int64 mask)`` for ``"segment"``, ``((3, H, W) float, {"boxes",
+    "labels"})`` for ``"detect"`` (see :mod:`dsm_ref.train.tasks`); a ``set_epoch`` method, if
+    present, is called every epoch. ``on_step_end(row)`` gets ``{"epoch", "step", "loss",
+    "lr"}`` after each step (it costs a device sync), ``on_epoch_end(row)`` the epoch's
+    metrics; both run on rank 0 only. ``metadata``: extra JSON-able fields for
+    ``metrics.json`` and the log (the CLI records its command line). ``config.out=None``
+    writes no files; ``config.progress=False`` prints nothing.
     Deterministic on CPU for a given ``config.seed`` (and thread count).
     """
     run = _Run(config, model, datasets, on_step_end, on_epoch_end, metadata)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -120,12 +120,14 @@ class ShardedSampler(Sampler[int]):
 
 
 def _loader(dataset: Dataset, sampler: ShardedSampler, batch_size: int, *, train: bool,
-            num_workers: int, device: torch.device) -> DataLoader:
+            num_workers: int, device: torch.device,
+            collate_fn: Callable | None = None) -> DataLoader:
     # A private generator: creating an iterator then never draws from the global RNG, so a run
     # resumed mid-epoch sees the same drop-path / MixUp random stream as an uninterrupted one.
+    # collate_fn: None stacks samples (torch's default); detection passes lists.
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train,
                       num_workers=num_workers, pin_memory=device.type == "cuda",
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0), collate_fn=collate_fn)
 
 
 def _set_epoch(dataset: Dataset, epoch: int) -> None:
