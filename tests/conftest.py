@@ -1,7 +1,19 @@
-"""Shared test settings."""
+"""Shared test settings, and the marker of tests that need the course's CIFAR-10 copy."""
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from dsm_ref import data as D
+
+SHARED_ARCHIVE = Path(os.environ.get(D.DATA_DIR_ENV, "/nonexistent")) / D.CIFAR10_ARCHIVE
+needs_shared_cifar = pytest.mark.skipif(
+    not SHARED_ARCHIVE.is_file(),
+    reason=f"the CIFAR-10 archive is not at $DSM_DATA_DIR/{D.CIFAR10_ARCHIVE} "
+           f"(DSM_DATA_DIR={os.environ.get(D.DATA_DIR_ENV)!r}); CI sets it to ../shared/data",
+)
 
 
 @pytest.fixture(autouse=True, scope="module")

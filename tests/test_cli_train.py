@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_shared_cifar
 from PIL import Image
 
 from dsm_ref import data as D
@@ -23,12 +24,6 @@ from dsm_ref import train as T
 from dsm_ref.cli import build_parser, main
 from dsm_ref.commands import train as C
 
-SHARED_ARCHIVE = Path(os.environ.get(D.DATA_DIR_ENV, "/nonexistent")) / D.CIFAR10_ARCHIVE
-needs_shared_cifar = pytest.mark.skipif(
-    not SHARED_ARCHIVE.is_file(),
-    reason=f"the CIFAR-10 archive is not at $DSM_DATA_DIR/{D.CIFAR10_ARCHIVE} "
-           f"(DSM_DATA_DIR={os.environ.get(D.DATA_DIR_ENV)!r}); CI sets it to ../shared/data",
-)
 SMALL = ["--data", "spectral", "--n-train", "32", "--n-test", "16", "--batch-size", "16",
          "--device", "cpu", "--no-progress"]
 

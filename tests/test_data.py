@@ -4,22 +4,15 @@ ImageNet-style folders, spectral tasks, keyed augmentation, and the errors users
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_shared_cifar
 from PIL import Image
 
 from dsm_ref import data as D
-
-SHARED_ARCHIVE = Path(os.environ.get(D.DATA_DIR_ENV, "/nonexistent")) / D.CIFAR10_ARCHIVE
-needs_shared_cifar = pytest.mark.skipif(
-    not SHARED_ARCHIVE.is_file(),
-    reason=f"the CIFAR-10 archive is not at $DSM_DATA_DIR/{D.CIFAR10_ARCHIVE} "
-           f"(DSM_DATA_DIR={os.environ.get(D.DATA_DIR_ENV)!r}); CI sets it to ../shared/data",
-)
 
 
 def _jpeg(seed: int, size: tuple[int, int] = (32, 32)) -> bytes:

@@ -16,18 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import needs_shared_cifar
 
 from dsm_ref import data as D
 from dsm_ref import train as T
 from dsm_ref.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_ARCHIVE = Path(os.environ.get(D.DATA_DIR_ENV, "/nonexistent")) / D.CIFAR10_ARCHIVE
-needs_shared_cifar = pytest.mark.skipif(
-    not SHARED_ARCHIVE.is_file(),
-    reason=f"the CIFAR-10 archive is not at $DSM_DATA_DIR/{D.CIFAR10_ARCHIVE} "
-           f"(DSM_DATA_DIR={os.environ.get(D.DATA_DIR_ENV)!r}); CI sets it to ../shared/data",
-)
 
 TINY = dict(dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), neck_channels=32, head_channels=32)
 TINY_ARGS = ["--model", "dsm_micro", "--model-option", "dims=(16, 32, 48, 64)",
