@@ -167,13 +167,10 @@ def _makhoul_constants(n: int, dtype: torch.dtype, device: torch.device
     def build():
         order = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
         half = n // 2 + 1
-        k = torch.arange(half, dtype=torch.float64)
-        twiddle = torch.polar(torch.ones(half, dtype=torch.float64), -math.pi * k / (2 * n))
         scale = torch.full((n,), math.sqrt(2.0 / n), dtype=torch.float64)
         scale[0] = math.sqrt(1.0 / n)
-        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         return (order.to(device), torch.argsort(order).to(device),
-                twiddle.to(complex_dtype).to(device), scale[:half].to(dtype).to(device),
+                _full_twiddle(n, dtype, device)[:half], scale[:half].to(dtype).to(device),
                 scale.to(dtype).to(device))
     return cached_constant(("makhoul", n, dtype, torch.device(device)), build)
 
