@@ -16,8 +16,8 @@ T = TypeVar("T", Tensor, tuple)
 
 
 def cached_constant(key: tuple, build: Callable[[], T]) -> T:
-    """``build()`` (a tensor or a tuple of tensors), memoised under ``key``, which must name
-    everything the value depends on (size, dtype, device).
+    """``build()`` (a tensor, or a tuple of tensors and plain numbers), memoised under ``key``,
+    which must name everything the value depends on (size, dtype, device).
 
     For constants of a forward pass (DCT matrices, band layouts). Built outside inference mode,
     so a constant first made under ``torch.inference_mode()`` can still be saved for backward in
@@ -29,6 +29,7 @@ def cached_constant(key: tuple, build: Callable[[], T]) -> T:
         with torch.inference_mode(False), torch.no_grad():
             value = build()
         tensors = value if isinstance(value, tuple) else (value,)
-        if all(type(t) is Tensor for t in tensors) and not torch.compiler.is_compiling():
+        plain = all(type(t) is Tensor for t in tensors if isinstance(t, Tensor))
+        if plain and not torch.compiler.is_compiling():
             _CONSTANTS[key] = value
     return value

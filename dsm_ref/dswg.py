@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .cache import cached_constant
 from .checks import check_choice
+from .dct import full_precision
 from .spectrum import block_band_index
 
 __all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS",
@@ -65,6 +66,9 @@ class BandLayout(NamedTuple):
     col_onehot: Tensor  # (W, L) float32: band membership of each column
     counts: Tensor  # (L, L) float32: coefficients per band, 0 for an empty band
     band_of: Tensor  # (H * W,) long: band id ``row_band * L + col_band`` of each coefficient
+    band_mean: Tensor  # (L * L, H * W) float64: row ``k`` averages the coefficients of band ``k``
+    occupied: Tensor  # (L * L,) bool: bands that hold at least one coefficient
+    num_occupied: int  # how many bands hold coefficients (``L * L`` unless ``H < L`` or ``W < L``)
 
 
 def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> BandLayout:
@@ -72,12 +76,50 @@ def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> Ban
     cols = band_index(w, length, folded=False, device=device)
     row_onehot = F.one_hot(rows, length).float()
     col_onehot = F.one_hot(cols, length).float()
+    counts = torch.outer(row_onehot.sum(0), col_onehot.sum(0))
+    band_of = (rows[:, None] * length + cols[None, :]).flatten()
+    members = F.one_hot(band_of, length * length).double().T  # (L*L, H*W)
+    occupied = counts.flatten() > 0
     return BandLayout(
         row_onehot=row_onehot,
         col_onehot=col_onehot,
-        counts=torch.outer(row_onehot.sum(0), col_onehot.sum(0)),
-        band_of=(rows[:, None] * length + cols[None, :]).flatten(),
+        counts=counts,
+        band_of=band_of,
+        band_mean=members / counts.double().flatten().clamp_min(1.0)[:, None],
+        occupied=occupied,
+        num_occupied=int(occupied.sum()),
     )
+
+
+class _GroupLogMagnitude(torch.autograd.Function):
+    """``mean over each group's channels of log(1 + |S|)``: ``(B, H, W, C) -> (B, H, W, G)``.
+
+    The same numbers as ``torch.log1p(S.abs()).reshape(B, H, W, G, C // G).mean(-1)``, with one
+    full-size temporary instead of two, and nothing full-size saved for the backward but ``S``
+    itself (which the mixer's ``S * W0`` keeps anyway): the logarithm is the DSWG's largest cost
+    on CPU, and each pass over the full spectrum counts (BENCHMARKS.md). Real spectra only.
+    """
+
+    @staticmethod
+    def forward(ctx, spectrum: Tensor, groups: int) -> Tensor:
+        b, h, w, c = spectrum.shape
+        magnitude = spectrum.abs()
+        if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
+            magnitude = magnitude.float()
+        ctx.save_for_backward(spectrum)
+        ctx.groups = groups
+        return magnitude.log1p_().reshape(b, h, w, groups, c // groups).mean(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (spectrum,) = ctx.saved_tensors
+        b, h, w, c = spectrum.shape
+        per_channel = grad.to(spectrum.dtype)[..., None] / (c // ctx.groups)  # (B, H, W, G, 1)
+        # d/dS log(1 + |S|) = sign(S) / (1 + |S|)
+        slope = torch.sign(spectrum).div_(spectrum.abs().add_(1.0))
+        grouped = slope.reshape(b, h, w, ctx.groups, c // ctx.groups) * per_channel
+        return grouped.reshape(b, h, w, c), None
 
 
 class DynamicSpectrumWeights(nn.Module):
@@ -186,23 +228,28 @@ class DynamicSpectrumWeights(nn.Module):
         A band with no coefficient (``H < L`` or ``W < L``) gets the descriptor 0.
         """
         b, h, w, c = spectrum.shape
-        magnitude = spectrum.abs()
-        if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
-            magnitude = magnitude.float()
         groups = self.num_groups
-        if self.descriptor == "log":
-            features = torch.log1p(magnitude).reshape(b, h, w, groups, c // groups).mean(-1)
-        elif self.descriptor == "log_of_mean":  # one log per group instead of one per channel
-            features = torch.log1p(magnitude.reshape(b, h, w, groups, c // groups).mean(-1))
+        if self.descriptor == "log" and not spectrum.is_complex():
+            features = _GroupLogMagnitude.apply(spectrum, groups)
         else:
-            features = magnitude / magnitude.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
-            features = features.reshape(b, h, w, groups, c // groups).mean(-1)
+            magnitude = spectrum.abs()
+            if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
+                magnitude = magnitude.float()
+            grouped = magnitude.reshape(b, h, w, groups, c // groups)
+            if self.descriptor == "log":
+                features = torch.log1p(grouped).mean(-1)
+            elif self.descriptor == "log_of_mean":  # one log per group, not one per channel
+                features = torch.log1p(grouped.mean(-1))
+            else:
+                features = magnitude / magnitude.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+                features = features.reshape(b, h, w, groups, c // groups).mean(-1)
         layout = self.band_layout(h, w, spectrum.device)
+        if self.pool == "mean":  # one matmul: (L*L, H*W) @ (B, H*W, G) -> (B, L*L, G)
+            pooled = layout.band_mean.to(features.dtype) @ features.reshape(b, h * w, groups)
+            length = self.spectrum_length
+            return pooled.transpose(1, 2).reshape(b, groups, length, length)
         row_onehot = layout.row_onehot.to(features.dtype)
         col_onehot = layout.col_onehot.to(features.dtype)
-        if self.pool == "mean":
-            summed = torch.einsum("bhwg,hl,wm->bglm", features, row_onehot, col_onehot)
-            return summed / layout.counts.clamp_min(1.0).to(features.dtype)
         # Max over each band: mask the other rows/cols with -inf, reduce, and zero empty bands.
         neg_inf = torch.finfo(features.dtype).min
         per_row = torch.where(
@@ -221,13 +268,20 @@ class DynamicSpectrumWeights(nn.Module):
         band (input smaller than ``L`` on an axis) gets weight 0 and is never used.
         """
         b, h, w, _ = spectrum.shape
-        descriptors = self.band_descriptors(spectrum).to(self.fc1.weight.dtype)
-        logits = self.fc2(self.act(self.fc1(self.norm(descriptors.reshape(b, -1)))))
+        with full_precision(spectrum.device.type):  # under autocast too: a gate of mean 1
+            descriptors = self.band_descriptors(spectrum).to(self.fc1.weight.dtype)
+            logits = self.fc2(self.act(self.fc1(self.norm(descriptors.reshape(b, -1)))))
+            return self._gate(logits, h, w, spectrum.device)
+
+    def _gate(self, logits: Tensor, h: int, w: int, device: torch.device) -> Tensor:
+        """Band logits ``(B, G * L * L)`` -> gated band weights ``(B, G, L, L)``."""
+        b = logits.shape[0]
         logits = logits.reshape(b, self.num_groups, -1)
         if self.gate == "softmax":
-            occupied = self.band_layout(h, w, spectrum.device).counts.flatten() > 0
-            logits = logits.masked_fill(~occupied, float("-inf"))
-            weights = occupied.sum() * torch.softmax(logits, dim=-1)
+            layout = self.band_layout(h, w, device)
+            if layout.num_occupied < logits.shape[-1]:
+                logits = logits.masked_fill(~layout.occupied, float("-inf"))
+            weights = layout.num_occupied * torch.softmax(logits, dim=-1)
         elif self.gate == "2sigmoid":
             weights = 2.0 * torch.sigmoid(logits)
         else:
