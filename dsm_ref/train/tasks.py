@@ -17,7 +17,8 @@ resume, DDP, logs) is the same loop for all three.
   its losses in train mode only.
 
 Under DDP, the classification sums and the dense losses are all-reduced; the torchmetrics metrics
-gather their states across processes when they compute.
+gather their states across processes when they compute. The dense test metrics, loss and batch
+moves are :mod:`dsm_ref.dense.inference`'s, the code :func:`dsm_ref.dense.evaluate_dense` runs.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from .evaluation import _evaluate_sums, _metrics_from_sums
 from .runtime import _autocast
 
 __all__ = ["Task", "make_task"]
-
-_NO_IGNORE = -100  # F.cross_entropy's default ignore_index
 
 
 class Task:
@@ -113,42 +112,27 @@ class SegmentTask(Task):
     def __init__(self, data: Datasets) -> None:
         super().__init__(data)
         self.ignore_index = _ignore_index(data)
-        self._ce_ignore = _NO_IGNORE if self.ignore_index is None else self.ignore_index
-
-    def _loss(self, logits: Tensor, masks: Tensor, label_smoothing: float = 0.0) -> Tensor:
-        return F.cross_entropy(logits.float(), masks, ignore_index=self._ce_ignore,
-                               label_smoothing=label_smoothing)
 
     def step_loss(self, model, images, labels, targets, device, amp_dtype, label_smoothing):
+        from ..dense.inference import segmentation_loss
+
         with _autocast(device, amp_dtype):
             logits = model(images)
-        loss = self._loss(logits, labels, label_smoothing)
-        valid = labels != self._ce_ignore
+        loss = segmentation_loss(logits, labels, self.ignore_index, label_smoothing)
+        valid = (torch.ones_like(labels, dtype=torch.bool) if self.ignore_index is None
+                 else labels != self.ignore_index)
         correct = ((logits.detach().argmax(1) == labels) & valid).sum(dim=(1, 2))
         hits = (correct / valid.sum(dim=(1, 2)).clamp_min(1)).sum()  # per-image accuracies
         return loss, hits
 
-    @torch.no_grad()
     def evaluate(self, model, loader, device, amp_dtype, distributed, prefix):
-        from ..dense.metrics import segmentation_metrics
+        from ..dense.inference import evaluate_segmentation
 
-        metrics = segmentation_metrics(self.num_classes, self.ignore_index).to(device)
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * images, images
-        for images, masks in loader:
-            images, masks = self.to_device(images, masks, device)
-            with _autocast(device, amp_dtype):
-                logits = model(images)
-            logits = logits.float()
-            loss = self._loss(logits, masks)
-            sums += torch.stack([loss.double() * len(masks),
-                                 torch.tensor(len(masks), dtype=torch.float64, device=device)])
-            metrics.update(logits.argmax(1), masks)
-        if distributed:
-            dist.all_reduce(sums)
-        scores = metrics.compute()  # torchmetrics gathers the other processes' counts
-        return {f"{prefix}loss": (sums[0] / sums[1].clamp_min(1)).item(),
-                f"{prefix}miou": 100.0 * float(scores["miou"]),
-                f"{prefix}pixel_accuracy": 100.0 * float(scores["pixel_accuracy"])}
+        scores = evaluate_segmentation(model, loader, num_classes=self.num_classes,
+                                       ignore_index=self.ignore_index, device=device,
+                                       amp_dtype=amp_dtype,
+                                       all_reduce=dist.all_reduce if distributed else None)
+        return {f"{prefix}{key}": value for key, value in scores.items()}
 
     def format_row(self, row: dict, epochs: int) -> str:
         text = (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.3f}  "
@@ -170,10 +154,9 @@ class DetectTask(Task):
     collate = staticmethod(collate_detection)
 
     def to_device(self, images, targets, device):
-        images = [image.to(device, non_blocking=True) for image in images]
-        targets = [{key: value.to(device, non_blocking=True) for key, value in target.items()}
-                   for target in targets]
-        return images, targets
+        from ..dense.inference import move_detection_batch
+
+        return move_detection_batch(images, targets, device)
 
     def step_loss(self, model, images, labels, targets, device, amp_dtype, label_smoothing):
         with _autocast(device, amp_dtype):
@@ -181,20 +164,11 @@ class DetectTask(Task):
         loss = torch.stack([value.float() for value in losses.values()]).sum()
         return loss, torch.zeros((), device=device)
 
-    @torch.no_grad()
     def evaluate(self, model, loader, device, amp_dtype, distributed, prefix):
-        from ..dense.metrics import detection_metric
+        from ..dense.inference import evaluate_detection
 
-        metric = detection_metric().to(device)
-        for images, targets in loader:
-            images, targets = self.to_device(images, targets, device)
-            with _autocast(device, amp_dtype):
-                detections = model(images)
-            metric.update([{key: value.float() if key != "labels" else value
-                            for key, value in found.items()} for found in detections], targets)
-        scores = metric.compute()  # torchmetrics gathers the other processes' boxes
-        return {f"{prefix}map": _percent(scores["map"]),
-                f"{prefix}map_50": _percent(scores["map_50"])}
+        scores = evaluate_detection(model, loader, device=device, amp_dtype=amp_dtype)
+        return {f"{prefix}{key}": value for key, value in scores.items()}
 
     def format_row(self, row: dict, epochs: int) -> str:
         text = (f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.3f}  |  "
@@ -202,12 +176,6 @@ class DetectTask(Task):
         if "ema_test_map" in row:
             text += f"  ema mAP {row['ema_test_map']:5.1f}%"
         return text + _speed(row)
-
-
-def _percent(value: Tensor) -> float:
-    """A torchmetrics score in [0, 1] as percent; -1 (undefined: no target box) stays -1."""
-    value = float(value)
-    return 100.0 * value if value >= 0 else value
 
 
 TASK_TYPES: dict[str, type[Task]] = {"classify": Task, "segment": SegmentTask,
