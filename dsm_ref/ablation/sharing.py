@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..files import atomic_write_json
-from .run import run_arm, run_path, weights_path
+from .run import pretrained_weights_path, run_arm, run_path, weights_path
 from .studies import Arm, Budget
 
 __all__ = ["run_all"]
@@ -24,7 +24,9 @@ def run_all(jobs: list[tuple[Arm, Budget, int]], dataset: str, out: Path, *, dev
              ) -> tuple[list[dict], int]:
     """Each job's run record (in job order) and how many were trained now; a finished run is
     read from ``<out>/runs``, and runs another process has claimed are waited for, so several
-    processes can share one study (one thread each on a small CPU)."""
+    processes can share one study (one thread each on a small CPU). A pretrained arm's run
+    starts from its pretraining run's weights, which must be stored already
+    (:func:`~dsm_ref.ablation.run.pretrained_weights_path`)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
@@ -46,12 +48,16 @@ def run_all(jobs: list[tuple[Arm, Budget, int]], dataset: str, out: Path, *, dev
                             arm, dataset, seed, budget, device=device,
                             work_dir=out / "work" / dataset / path.stem,
                             weights_path=(weights_path(out, dataset, arm, budget, seed)
-                                          if seed in save_weights_for_seeds else None))
+                                          if seed in save_weights_for_seeds else None),
+                            pretrained_path=(None if arm.pretrain is None else
+                                             pretrained_weights_path(out, dataset, arm, budget)))
                         atomic_write_json(path, record)
                         trained += 1
             records[index] = {**json.loads(path.read_text()), "arm": arm.name}
             bar.update()
-            bar.set_postfix(arm=arm.name, seed=seed, top1=f"{records[index]['test_top1']:.1f}")
+            metric = records[index].get("metric", "test_top1")
+            bar.set_postfix(arm=arm.name, seed=seed,
+                            **{metric.removeprefix("test_"): f"{records[index][metric]:.1f}"})
         if len(deferred) == len(pending):
             time.sleep(_CLAIM_POLL_S)
         pending = deferred

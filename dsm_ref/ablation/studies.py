@@ -5,11 +5,19 @@ default), the data, the budget and every initialisation they have in common (the
 spectral weight starts as ``0.02 * N(0, 1)`` in every arm unless the study is about that start).
 An arm's :meth:`Arm.key` names its run configuration across studies, so an arm shared by several
 studies (the default DSM arm appears in five) is trained once.
+
+Classification studies (:data:`STUDIES`, on :data:`STUDY_DATA`) score test top-1; the dense
+studies (:data:`DENSE_STUDIES`, on :data:`DENSE_DATA`) train the same arms as a Semantic FPN
+segmenter or a RetinaNet detector (:func:`dsm_ref.dense.create_dense_model`) through the same
+trainer and score mIoU or mAP (:data:`TASK_METRICS`). The task is the data's. An arm may start
+its backbone from a classification run (:class:`Pretraining`), trained once beforehand and
+stored as a run of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,11 +25,15 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..checks import check_choice
+from ..data import dataset_task
 from ..flops import EXTRA_FLOP_FORMULAS
-from ..models import TOKEN_MIXERS, create_model, mixer_options
+from ..models import DSM, TOKEN_MIXERS, create_model, mixer_options
 
-__all__ = ["Arm", "Study", "Budget", "STUDIES", "STUDY_DATA", "SCHEMA", "CURVE_SCHEMA",
-           "CURVE_ARMS", "arm_cost"]
+__all__ = ["Arm", "Study", "Budget", "Pretraining", "STUDIES", "DENSE_STUDIES", "STUDY_DATA",
+           "DENSE_DATA", "PRETRAIN_DATA", "TASK_METRICS", "DEFAULT_BUDGETS", "QUALITY_MARGIN",
+           "SCHEMA", "CURVE_SCHEMA", "CURVE_ARMS", "arm_cost", "find_study", "data_key",
+           "data_name", "data_task", "default_budget", "arm_model_options", "pretraining_run"]
 
 SCHEMA = "dsm_ref.ablation/v1"
 
@@ -34,6 +46,41 @@ CURVE_SCHEMA = "dsm_ref.budget_curve/v1"
 STUDY_DATA = {"cifar10": "cifar10", "spectral": "spectral/band_shift",
             "distractors": "spectral/distractors"}
 
+# The data of the dense studies: CIFAR-10 mosaics (segmentation, detection; 11 classes with the
+# background) and the spectral regions (segmentation by local frequency band; no files needed).
+DENSE_DATA = {"mosaic-segment": "mosaic-segment/cifar10", "mosaic-detect": "mosaic-detect/cifar10",
+              "spectral-regions": "spectral-regions"}
+
+# Where a pretrained arm's backbone is trained first: classification of the images the dense
+# data is made of (CIFAR-10 for its mosaics; the spectral band task, 32 px, for the regions).
+PRETRAIN_DATA = {"mosaic-segment": "cifar10", "mosaic-detect": "cifar10",
+                 "spectral-regions": "spectral"}
+
+# The test metrics a study reports per task (percent); the first is the headline, whose best
+# value the trainer tracks. Each metric is its own family of comparisons (Holm within it).
+TASK_METRICS = {"classify": ("test_top1",), "segment": ("test_miou", "test_pixel_accuracy"),
+                "detect": ("test_map", "test_map_50")}
+
+
+def data_key(name: str) -> str:
+    """The study data key of ``name``: a key of :data:`STUDY_DATA` or :data:`DENSE_DATA`, or the
+    dataset it names (``"mosaic-segment/cifar10"`` -> ``"mosaic-segment"``)."""
+    keys = {**STUDY_DATA, **DENSE_DATA}
+    if name in keys:
+        return name
+    by_name = {value: key for key, value in keys.items()}
+    return by_name.get(name) or check_choice("data", name, keys)
+
+
+def data_name(key: str) -> str:
+    """The registered dataset (:func:`dsm_ref.data.build_datasets`) of a study data key."""
+    return {**STUDY_DATA, **DENSE_DATA}[data_key(key)]
+
+
+def data_task(key: str) -> str:
+    """``"classify"``, ``"segment"`` or ``"detect"``: what the study data ``key`` is scored on."""
+    return dataset_task(data_name(key))
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -41,20 +88,26 @@ class Arm:
 
     ``expected``: the sign the study's claim predicts for ``arm - reference`` (+1 better, -1
     worse), or ``None`` where the claim predicts no direction; verdicts are worded from it.
+    ``pretrain``: start the backbone of a dense model from a classification run of the same
+    backbone (:class:`Pretraining`, on :data:`PRETRAIN_DATA`), ``None`` from scratch.
     """
 
     name: str
     model_options: dict[str, Any]
     expected: int | None = None
+    pretrain: Pretraining | None = None
 
     def key(self, budget: Budget, dataset: str) -> str:
-        """Identifies a run configuration (without the seed) across studies and invocations."""
-        payload = json.dumps(
-            {"model_options": _resolved(self.model_options), "budget": asdict(budget),
-             "data": dataset},
-            sort_keys=True, default=repr,
-        )
-        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+        """Identifies a run configuration (without the seed) across studies and invocations.
+        Budget fields at their defaults that came after the first studies (``img_size``,
+        ``model_options``) and an arm without pretraining leave the key as it was, so stored
+        runs stay found."""
+        payload = {"model_options": _resolved(self.model_options), "budget": _budget_key(budget),
+                   "data": dataset}
+        if self.pretrain is not None:
+            payload["pretrain"] = asdict(self.pretrain)
+        text = json.dumps(payload, sort_keys=True, default=repr)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def _resolved(model_options: dict[str, Any]) -> dict[str, Any]:
@@ -69,15 +122,26 @@ def _resolved(model_options: dict[str, Any]) -> dict[str, Any]:
     return {**model_options, "mixer_options": options}
 
 
+def _budget_key(budget: Budget) -> dict:
+    fields = asdict(budget)
+    for name in _LATER_FIELDS:
+        if fields[name] is None:
+            del fields[name]
+    return fields
+
+
 @dataclass(frozen=True)
 class Study:
-    """Arms that differ in one thing; ``reference`` is the arm paired differences are taken to."""
+    """Arms that differ in one thing; ``reference`` is the arm paired differences are taken to.
+    ``tasks``: what the study's data may be scored on (``"classify"``, ``"segment"``,
+    ``"detect"``)."""
 
     name: str
     question: str
     paper: str
     arms: tuple[Arm, ...]
     reference: str
+    tasks: tuple[str, ...] = ("classify",)
 
     def arm(self, name: str) -> Arm:
         return next(arm for arm in self.arms if arm.name == name)
@@ -85,7 +149,12 @@ class Study:
 
 @dataclass(frozen=True)
 class Budget:
-    """What every run of a study gets. Defaults: the CPU grid of ``data/results/``."""
+    """What every run of a study gets. Defaults: the CPU grid of ``data/results/``.
+
+    ``n_train``, ``n_test`` count canvases for dense data. ``img_size``: the data's size
+    (``None``: the dataset's default; CIFAR-10 is 32 px). ``model_options``: options every arm's
+    model gets besides its own, e.g. the body's ``dims`` or a dense head's ``neck_channels``.
+    """
 
     model: str = "dsm_micro"
     epochs: int = 8
@@ -94,6 +163,59 @@ class Budget:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
+    img_size: int | None = None
+    model_options: dict[str, Any] | None = None
+
+
+# Budget fields added after runs were stored: left out of a run's key while they are None.
+_LATER_FIELDS = ("img_size", "model_options")
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """A classification run a pretrained arm's backbone starts from: the study's body
+    (``Budget.model`` and the backbone's share of ``Budget.model_options``) with the arm's mixer,
+    trained with this budget at the classification data's own size (32 px) on
+    :data:`PRETRAIN_DATA` with ``seed``; its weights load into the dense model at the dense
+    data's size (the spectral weights are resized, :func:`dsm_ref.dense.load_backbone_weights`).
+    One run serves every seed of the arm: the seeds then differ in the dense head's start, the
+    data and its order, as the scratch arm's do. Defaults: 10,000 CIFAR-10 images x 6 epochs,
+    45.3 % top-1 in 54 s on one thread with the segmentation body (stem stride 4)."""
+
+    epochs: int = 6
+    n_train: int | None = 10000
+    n_test: int | None = 2000
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+
+def arm_model_options(arm: Arm, budget: Budget, *, backbone_only: bool = False) -> dict[str, Any]:
+    """The options of ``arm``'s model: the budget's, then the arm's. ``backbone_only``: only the
+    backbone's (keyword arguments of :class:`~dsm_ref.models.DSM` other than ``num_classes``,
+    ``features_only`` and ``img_size``, which the task and the data set), as the pretraining run
+    of a dense arm builds its classifier."""
+    options = {**(budget.model_options or {}), **arm.model_options}
+    if backbone_only:
+        names = set(inspect.signature(DSM).parameters) - {"num_classes", "features_only",
+                                                          "img_size"}
+        options = {k: v for k, v in options.items() if k in names}
+    return options
+
+
+def pretraining_run(arm: Arm, budget: Budget, dataset: str) -> tuple[str, Arm, Budget, int]:
+    """``(data key, arm, budget, seed)`` of the classification run that the pretrained ``arm``
+    of a dense study on ``dataset`` starts from; ``ValueError`` for an arm without one."""
+    if arm.pretrain is None:
+        raise ValueError(f"arm {arm.name!r} starts from scratch: it has no pretraining run")
+    spec = arm.pretrain
+    backbone = arm_model_options(arm, budget, backbone_only=True)
+    options = {k: v for k, v in backbone.items() if k not in arm.model_options}
+    pre_budget = Budget(model=budget.model, epochs=spec.epochs, n_train=spec.n_train,
+                        n_test=spec.n_test, batch_size=spec.batch_size, lr=spec.lr,
+                        weight_decay=budget.weight_decay, model_options=options or None)
+    pre_arm = Arm(f"{arm.name}: pretraining", dict(arm.model_options))
+    return PRETRAIN_DATA[data_key(dataset)], pre_arm, pre_budget, spec.seed
 
 
 def _dsm(**mixer_options) -> dict:
@@ -199,15 +321,99 @@ STUDIES: dict[str, Study] = {
 CURVE_ARMS = ("DCT dynamic", "DCT static", "no mixing")
 
 
-def arm_cost(arm: Arm, budget: Budget, img_size: int = 32, num_classes: int = 10) -> dict:
-    """Params and multiply-adds of the arm's model at ``img_size``, and the DSWGs' share."""
-    model = create_model(budget.model, img_size=img_size, num_classes=num_classes,
-                         **arm.model_options).eval()
+# The dense studies: the same arms trained as a segmenter or a detector (the task is the data's).
+_MIXERS = STUDIES["mixers"]
+DENSE_STUDIES: dict[str, Study] = {
+    study.name: study
+    for study in [
+        Study(
+            "dense_mixers",
+            "How does the DSM mixer compare in dense prediction (segmentation mIoU, detection "
+            "mAP) with its static twin, GFNet's filter, attention and a depthwise conv, in the "
+            "same body and head?",
+            "DSM transfers to detection and segmentation (49.9 mIoU on ADE20K), whole models; "
+            "mixers compared in one body and head, on small mosaics, are ours",
+            tuple(_MIXERS.arm(name) for name in ("DSM", "static twin", "GFNet filter",
+                                                 "attention", "depthwise 7x7")),
+            reference="DSM", tasks=("segment", "detect"),
+        ),
+        Study(
+            "pretrained",
+            "Does a backbone pretrained on classification (32 px) help the dense model (at its "
+            "own, larger size) over training it from scratch?",
+            "not stated (dense backbones usually start from ImageNet classification weights); "
+            "the comparison at a small budget, from CIFAR-10 classification, is ours",
+            (Arm("scratch", _dsm()), Arm("pretrained", _dsm(), expected=+1,
+                                         pretrain=Pretraining())),
+            reference="scratch", tasks=("segment", "detect"),
+        ),
+    ]
+}
+
+
+def find_study(name: str) -> Study:
+    """The study ``name`` of :data:`STUDIES` or :data:`DENSE_STUDIES`; ``ValueError`` listing
+    them otherwise."""
+    studies = {**STUDIES, **DENSE_STUDIES}
+    return studies[check_choice("study", name, studies)]
+
+
+# The body and head of the dense studies: dsm_micro's depths at a quarter of its width.
+_DENSE_BODY = {"dims": (16, 32, 48, 64), "neck_channels": 32, "head_channels": 32}
+
+# What a study on each task trains with unless given a budget, each timed on one CPU thread of a
+# shared 2-core machine (load ~4), DSM arm, seed 0. Classification: the CPU grid of
+# data/results/. Segmentation (ours): 64-px canvases, stem stride 4 (pyramid strides 4-32, as
+# Semantic FPN's; a third of stride 2's cost for the same mIoU per epoch in our trials), a
+# 32-channel FPN and head, batch 8 and lr 5e-3 (notebook 08's lr; batch 8 learnt fastest per
+# image of those tried), 1200 canvases x 6 epochs: 12.7 % mIoU against 6.0 % for the majority
+# class, still rising, in 137 s. Detection (ours): RetinaNet on the same widths at lr 2e-4 (it
+# diverges at 2e-3) and stem stride 2, whose finest anchors (16-25 px) fit the 16-38 px pastes
+# (stride 4's start at 32 px: mAP 1.1 on 1200 canvases in 219 s); 800 canvases x 6 epochs:
+# mAP 2.2 %, mAP@50 6.7 % in 259 s.
+DEFAULT_BUDGETS: dict[str, Budget] = {
+    "classify": Budget(),
+    "segment": Budget(epochs=6, n_train=1200, n_test=200, batch_size=8, lr=5e-3, img_size=64,
+                      model_options={**_DENSE_BODY, "stem_stride": 4}),
+    "detect": Budget(epochs=6, n_train=800, n_test=200, batch_size=8, lr=2e-4, img_size=64,
+                     model_options={**_DENSE_BODY, "stem_stride": 2}),
+}
+
+# Per-run minimum quality of the dense tasks, in points of the headline metric above the run's
+# trivial baseline (segmentation: the training set's majority class everywhere, ~6 % mIoU on the
+# CIFAR-10 mosaics; detection: no detections, mAP 0). A run below it learnt too little for a
+# comparison to mean much.
+QUALITY_MARGIN = {"segment": 3.0, "detect": 1.0}
+
+
+def default_budget(dataset: str) -> Budget:
+    """The budget a study on ``dataset`` (a data key) gets unless it is given one."""
+    return DEFAULT_BUDGETS[data_task(dataset)]
+
+
+def arm_cost(arm: Arm, budget: Budget, img_size: int = 32, num_classes: int = 10, *,
+             task: str = "classify") -> dict:
+    """Params and multiply-adds per image of the arm's model at ``img_size``, and the DSWGs'
+    share; for a dense ``task``, of the whole dense model (backbone, neck and head). Counted on
+    two images (a GroupNorm of the dense head needs more than one value per group, which a
+    single small image may not give on its coarsest level) and halved."""
+    options = arm_model_options(arm, budget)
+    images = torch.zeros(2, 3, img_size, img_size)
+    if task == "classify":
+        model = create_model(budget.model, img_size=img_size, num_classes=num_classes,
+                             **options)
+    else:
+        from ..dense import create_dense_model  # torchvision's detectors: only for dense tasks
+
+        model = create_dense_model(budget.model, task, num_classes, img_size=img_size,
+                                   **options)
+        images = list(images) if task == "detect" else images
+    model.eval()
     dswg_modules = [m for name, m in model.named_modules() if name.endswith(".dswg")]
     # bench's formulas add what torch's counter misses on CPU: FFTs (5 N log2 N) and attention.
     with FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS) as counter, \
             torch.no_grad():
-        model(torch.zeros(1, 3, img_size, img_size))
+        model(images)
     counts = counter.get_flop_counts()
     dswg_flops = sum(
         sum(ops.values()) for name, ops in counts.items() if name.endswith(".dswg")
@@ -215,6 +421,6 @@ def arm_cost(arm: Arm, budget: Budget, img_size: int = 32, num_classes: int = 10
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "dswg_params": sum(p.numel() for m in dswg_modules for p in m.parameters()),
-        "macs": counter.get_total_flops() // 2,
-        "dswg_macs": dswg_flops // 2,
+        "macs": counter.get_total_flops() // 4,  # per image (2 images), 2 flops per MAC
+        "dswg_macs": dswg_flops // 4,
     }
