@@ -12,11 +12,14 @@ orthonormal DCT-III) is ``x = C.T @ X``. This matches ``scipy.fft.dct(x, type=2,
 Two implementations share one signature:
 
 - ``method="matmul"`` (default): one matmul with a cached ``C`` per (n, dtype, device). Exact, fast
-  for the token grids of a vision backbone (7..56), runs in bf16/fp16 on GPU, exports to ONNX.
+  for the token grids of a vision backbone (7..56), exports to ONNX at any input size (under
+  ``torch.onnx.export(dynamo=True)`` with dynamic sizes, ``C`` is built inside the graph).
 - ``method="fft"``: Makhoul's reordering (1980): a real-input FFT of the even/odd re-ordered
   signal and a twiddle, O(N log N). A 2D transform takes one ``rfft2`` (inverse: one
   ``irfft2``) with the order applied by one gather per axis, a 1D transform one ``rfft``; no
-  axis is moved. Slower than the matmul at the sizes measured (BENCHMARKS.md).
+  axis is moved. Slower than the matmul at the sizes measured (BENCHMARKS.md). Not exportable
+  (its twiddles are complex, which ONNX cannot represent): ``torch.export`` and
+  ``torch.onnx.export`` raise a clear error.
 
 Half-precision inputs (bf16/fp16) are computed in float32 and returned in the input dtype, so the
 error stays near float32's. Under ``torch.autocast`` the transform runs with autocast turned off
@@ -89,9 +92,19 @@ def full_precision(device_type: str) -> contextlib.AbstractContextManager:
     """A context that turns ``torch.autocast`` off on ``device_type`` while it is on (a no-op
     otherwise), so the ops inside run in their inputs' dtypes. The DCT and the DSWG's gate run in
     it: their float32 promise would otherwise not hold under autocast."""
-    if torch.is_autocast_enabled(device_type):
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return contextlib.nullcontext()
+
+
+def _refuse_export() -> None:
+    """The FFT path builds complex constants (twiddles), which ONNX cannot represent: the
+    exporters fail deep inside the conversion, so an export stops here with a clear error."""
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        raise NotImplementedError(
+            "the DCT with method='fft' uses complex tensors, which ONNX cannot represent, so it "
+            "cannot be exported; use dct_method='matmul' (it exports at any input size)"
+        )
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -99,11 +112,13 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _build_matrix(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    k = torch.arange(n, dtype=torch.float64).unsqueeze(1)
-    i = torch.arange(n, dtype=torch.float64).unsqueeze(0)
-    mat = torch.cos(math.pi * k * (2 * i + 1) / (2 * n)) * math.sqrt(2.0 / n)
-    mat[0] /= math.sqrt(2.0)
-    return mat.to(dtype=dtype, device=device)
+    # Tensor ops only (no math on n), so a symbolic n (an export with dynamic sizes) builds the
+    # matrix inside the graph.
+    k = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(1)
+    i = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(0)
+    size = torch.ones_like(k).sum()  # n as a tensor
+    scale = torch.sqrt(torch.where(k == 0, torch.ones_like(k), 2 * torch.ones_like(k)) / size)
+    return (torch.cos(math.pi * k * (2 * i + 1) / (2 * size)) * scale).to(dtype)
 
 
 def dct_matrix(
@@ -113,11 +128,14 @@ def dct_matrix(
 
     Row ``k`` is the ``k``-th cosine basis vector. Cached per (n, dtype, device): the returned
     tensor is shared, do not modify it in place. Matrices built while a tracer or exporter runs
-    (fake or functional tensors) are used but not cached.
+    (fake or functional tensors) are used but not cached; a symbolic ``n`` (``torch.export`` or
+    ``torch.onnx.export(dynamo=True)`` with dynamic sizes) builds the matrix inside the graph.
     """
-    if isinstance(n, Tensor):  # a traced shape (ONNX export): the size is fixed in the graph
+    if isinstance(n, Tensor):  # a traced shape (TorchScript ONNX export): fixed in the graph
         n = int(n)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if isinstance(n, torch.SymInt):
+        pass
+    elif not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
@@ -304,6 +322,7 @@ def _transform(x: Tensor, dims: Sequence[int], inverse: bool, method: str) -> Te
     normalized = _check_input(x, dims, method)
     with full_precision(x.device.type):
         if method == "fft":
+            _refuse_export()
             return _fft_transform(x, normalized, inverse)
         return _matmul_transform(x, normalized, inverse)
 

@@ -68,7 +68,6 @@ class BandLayout(NamedTuple):
     band_of: Tensor  # (H * W,) long: band id ``row_band * L + col_band`` of each coefficient
     band_mean: Tensor  # (L * L, H * W) float64: row ``k`` averages the coefficients of band ``k``
     occupied: Tensor  # (L * L,) bool: bands that hold at least one coefficient
-    num_occupied: int  # how many bands hold coefficients (``L * L`` unless ``H < L`` or ``W < L``)
 
 
 def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> BandLayout:
@@ -79,15 +78,13 @@ def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> Ban
     counts = torch.outer(row_onehot.sum(0), col_onehot.sum(0))
     band_of = (rows[:, None] * length + cols[None, :]).flatten()
     members = F.one_hot(band_of, length * length).double().T  # (L*L, H*W)
-    occupied = counts.flatten() > 0
     return BandLayout(
         row_onehot=row_onehot,
         col_onehot=col_onehot,
         counts=counts,
         band_of=band_of,
         band_mean=members / counts.double().flatten().clamp_min(1.0)[:, None],
-        occupied=occupied,
-        num_occupied=int(occupied.sum()),
+        occupied=counts.flatten() > 0,
     )
 
 
@@ -278,10 +275,9 @@ class DynamicSpectrumWeights(nn.Module):
         b = logits.shape[0]
         logits = logits.reshape(b, self.num_groups, -1)
         if self.gate == "softmax":
-            layout = self.band_layout(h, w, device)
-            if layout.num_occupied < logits.shape[-1]:
-                logits = logits.masked_fill(~layout.occupied, float("-inf"))
-            weights = layout.num_occupied * torch.softmax(logits, dim=-1)
+            occupied = self.band_layout(h, w, device).occupied
+            logits = logits.masked_fill(~occupied, float("-inf"))
+            weights = occupied.sum() * torch.softmax(logits, dim=-1)
         elif self.gate == "2sigmoid":
             weights = 2.0 * torch.sigmoid(logits)
         else:

@@ -38,7 +38,8 @@ def resize_spectral_weight(weight: Tensor, size: tuple[int, int]) -> Tensor:
     Used every forward where the input size differs from the build size and when a state dict of
     another size is loaded. Traceable: no Python branching on tensor values.
     """
-    if tuple(weight.shape[:2]) == tuple(size):
+    symbolic = any(isinstance(s, torch.SymInt) for s in size)  # an export with dynamic sizes
+    if not symbolic and tuple(weight.shape[:2]) == tuple(size):
         return weight
     trailing = weight.shape[2:]
     grid = weight.reshape(weight.shape[0], weight.shape[1], -1).permute(2, 0, 1)[None]
