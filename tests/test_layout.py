@@ -15,7 +15,7 @@ FLOORS = {
     "core": ["dct", "spectrum", "dswg", "layers", "mixers", "models", "flops", "probe", "dense"],
     "data": ["data"],
     "train": ["train"],
-    "applications": ["ablation", "bench", "info", "viz"],
+    "applications": ["ablation", "bench", "exercises", "info", "viz"],
     "command line": ["commands", "cli", "__main__"],
 }
 LEVEL = {unit: level for level, units in enumerate(FLOORS.values()) for unit in units}
