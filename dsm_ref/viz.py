@@ -6,6 +6,11 @@ The computing functions (:func:`radial_filter`, :func:`band_filter`, :func:`band
 :func:`fft_radial_frequency`, :func:`fft_filter`) are pure and tested; the drawing functions
 turn their results into matplotlib figures, and the widget builders wire the drawing functions
 to sliders. ``ipywidgets`` (the ``course`` extra) is imported only by the widget builders.
+
+The widgets' panels are drawn 1:1: one image pixel per CSS pixel (``zoom=1``), saved as PNG at
+twice the figure's dpi so that they stay sharp on HiDPI screens. A notebook stores no widget
+state (:func:`strip_widget_outputs`): the offline view of a widget is the static figure of its
+default setting (:func:`radial_filter_figure`, :func:`band_filter_figure`) that follows it.
 """
 
 from __future__ import annotations
@@ -29,9 +34,14 @@ __all__ = [
     "band_filter",
     "band_energy",
     "show_panels",
+    "radial_filter_figure",
+    "band_filter_figure",
+    "figure_png",
+    "LivePanels",
     "show_band_energy",
     "radial_filter_widget",
     "band_gain_widget",
+    "strip_widget_outputs",
     "show_study",
     "show_budget_curve",
     "show_band_selection",
@@ -41,14 +51,24 @@ __all__ = [
 # The "log spectrum" panels show the spectrum of the image in 8-bit units (0..255) instead.
 LOG_SPECTRUM_SCALE = 255.0
 
-# How each named panel is drawn (imshow keyword arguments); other names are auto-scaled.
+# How each named panel is drawn (imshow keyword arguments, and ``"colorbar": True`` for a colour
+# bar beside the panel); other names are auto-scaled in gray.
 PANEL_STYLES: dict[str, dict[str, Any]] = {
     "image": {"cmap": "gray", "vmin": 0.0, "vmax": 1.0},
     "log spectrum": {"cmap": "magma"},
     "mask": {"cmap": "gray", "vmin": 0.0, "vmax": 1.0},
-    "weights": {"cmap": "viridis", "vmin": 0.0},
+    "weights": {"cmap": "viridis", "vmin": 0.0, "colorbar": True},
     "filtered": {"cmap": "gray"},
 }
+
+# Text sizes in CSS pixels (a figure of ``dpi`` d shows d CSS pixels per inch; a point is 1/72
+# inch): titles and labels stay readable whatever the figure's dpi.
+TITLE_PX = 13
+TICK_PX = 11
+# The dpi of the 1:1 panels: 72, so that one point is one CSS pixel.
+PANEL_DPI = 72
+# Layout of the 1:1 panels, in CSS pixels.
+_GAP_PX, _MARGIN_PX, _COLORBAR_PX, _COLORBAR_PAD_PX, _COLORBAR_LABELS_PX = 16, 6, 10, 6, 34
 
 
 def fft_radial_frequency(h: int, w: int, *, device: torch.device | str | None = None) -> Tensor:
@@ -136,6 +156,11 @@ def _to_numpy(x: Tensor | np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def _points(px: float, dpi: float) -> float:
+    """A size of ``px`` CSS pixels in points, on a figure of ``dpi``."""
+    return px * 72.0 / dpi
+
+
 def show_panels(
     rows: Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]],
     *,
@@ -143,35 +168,201 @@ def show_panels(
     size: float = 2.2,
     dpi: int = 80,
     styles: Mapping[str, Mapping[str, Any]] | None = None,
+    zoom: int | None = None,
 ):
     """Draws panels (name -> ``(H, W)`` tensor) as one row per mapping; returns the figure.
 
     Panels named in :data:`PANEL_STYLES` (or ``styles``) use that style; other panels are
-    auto-scaled in gray. The figure is not shown: display it, or let the inline backend do so.
+    auto-scaled in gray. A style with ``"colorbar": True`` adds a colour bar beside its panel.
+    ``zoom=None``: every panel is a ``size``-inch square. ``zoom=k``: every panel is drawn at
+    ``k`` CSS pixels per image pixel (``k = 1``: 1:1, no resampling; panels of one row may differ
+    in size), framed outside the image, with titles of :data:`TITLE_PX` pixels that may span
+    several lines. The figure is not shown: display it, or let the inline backend do so.
     """
+    fig, _ = _panel_figure(rows, row_titles=row_titles, size=size, dpi=dpi, styles=styles,
+                           zoom=zoom, pyplot=True)
+    return fig
+
+
+def _panel_figure(rows, *, row_titles, size, dpi, styles, zoom, pyplot):
+    """:func:`show_panels`' figure and its images, ``[(style, AxesImage), ...]``; a pyplot figure
+    (shown by the inline backend) or a bare :class:`~matplotlib.figure.Figure` (not shown)."""
     import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     rows = [rows] if isinstance(rows, Mapping) else list(rows)
-    n_cols = max(len(r) for r in rows)
     style_table = {**PANEL_STYLES, **(styles or {})}
-    fig, axes = plt.subplots(
-        len(rows), n_cols, figsize=(size * n_cols, size * len(rows)), dpi=dpi, squeeze=False
-    )
-    for r, panels in enumerate(rows):
-        for c in range(n_cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(panels):
-                ax.set_axis_off()
-                continue
-            name, values = list(panels.items())[c]
-            ax.imshow(_to_numpy(values), **style_table.get(name, {"cmap": "gray"}))
-            ax.set_title(name, fontsize=9)
-        if row_titles is not None:
-            axes[r, 0].set_ylabel(row_titles[r], fontsize=9)
-    fig.tight_layout()
-    return fig
+    title_pt = _points(TITLE_PX, dpi)
+    images = []
+
+    def new_figure(**kwargs):
+        return plt.figure(**kwargs) if pyplot else Figure(**kwargs)
+
+    def draw(ax, name: str, values) -> tuple[Any, bool]:
+        style = dict(style_table.get(name, {"cmap": "gray"}))
+        colorbar = style.pop("colorbar", False)
+        if zoom is not None:
+            style.setdefault("interpolation", "nearest")
+        image = ax.imshow(_to_numpy(values), **style)
+        images.append((style, image))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=title_pt)
+        return image, colorbar
+
+    if zoom is None:
+        n_cols = max(len(r) for r in rows)
+        fig = new_figure(figsize=(size * n_cols, size * len(rows)), dpi=dpi)
+        axes = fig.subplots(len(rows), n_cols, squeeze=False)
+        for r, panels in enumerate(rows):
+            for c in range(n_cols):
+                ax = axes[r, c]
+                if c >= len(panels):
+                    ax.set_axis_off()
+                    continue
+                name, values = list(panels.items())[c]
+                image, colorbar = draw(ax, name, values)
+                if colorbar:
+                    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+                    bar.ax.tick_params(labelsize=_points(TICK_PX, dpi))
+            if row_titles is not None:
+                axes[r, 0].set_ylabel(row_titles[r], fontsize=title_pt)
+        fig.tight_layout()
+        return fig, images
+
+    # 1:1 layout, in CSS pixels from the top left; converted to figure fractions at the end.
+    def has_colorbar(name: str) -> bool:
+        return bool(style_table.get(name, {}).get("colorbar", False))
+
+    line_px = math.ceil(1.3 * TITLE_PX)
+    left0 = _MARGIN_PX + (line_px + 4 if row_titles is not None else 0)
+    boxes = []  # (name, values, x, top, w, h) of each panel
+    row_tops, y, width = [], _MARGIN_PX, 0
+    for panels in rows:
+        lines = max((name.count("\n") + 1 for name in panels), default=1)
+        title_px = lines * line_px + 4
+        x = left0
+        row_h = 0
+        for name, values in panels.items():
+            h, w = (int(n) * zoom for n in values.shape[-2:])
+            boxes.append((name, values, x, y + title_px, w, h))
+            x += w + _GAP_PX
+            if has_colorbar(name):
+                x += _COLORBAR_PAD_PX + _COLORBAR_PX + _COLORBAR_LABELS_PX
+            row_h = max(row_h, h)
+        row_tops.append((y + title_px, row_h))
+        width = max(width, x - _GAP_PX + _MARGIN_PX)
+        y += title_px + row_h + _GAP_PX // 2
+    height = y - _GAP_PX // 2 + _MARGIN_PX
+    fig = new_figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+
+    def rect(x: float, top: float, w: float, h: float) -> list[float]:
+        return [x / width, 1.0 - (top + h) / height, w / width, h / height]
+
+    for name, values, x, top, w, h in boxes:
+        ax = fig.add_axes(rect(x, top, w, h))
+        image, colorbar = draw(ax, name, values)
+        # The frame is a 1-pixel line just outside the image (not the axes' spines, which cover
+        # its edge pixels), so that the image can be re-filled in place (LivePanels).
+        ax.set_frame_on(False)
+        left, bottom, fw, fh = rect(x - 0.5, top - 0.5, w + 1, h + 1)
+        fig.add_artist(Rectangle((left, bottom), fw, fh, transform=fig.transFigure, fill=False,
+                                 linewidth=_points(1, dpi), edgecolor="black"))
+        if colorbar:
+            cax = fig.add_axes(rect(x + w + _COLORBAR_PAD_PX, top, _COLORBAR_PX, h))
+            bar = fig.colorbar(image, cax=cax)
+            bar.ax.tick_params(labelsize=_points(TICK_PX, dpi))
+    if row_titles is not None:
+        for (top, row_h), title in zip(row_tops, row_titles, strict=True):
+            fig.text(_MARGIN_PX / width, 1.0 - (top + row_h / 2) / height, title,
+                     rotation=90, va="center", ha="left", fontsize=title_pt)
+    return fig, images
+
+
+class LivePanels:
+    """A 1:1 panel figure (``panels``: name -> ``(H, W)``, as for :func:`show_panels` with
+    ``zoom=1``) that a widget re-fills on each update: drawn once by matplotlib at
+    ``scale`` device pixels per CSS pixel, then only the image pixels change (colour-mapped and
+    pasted into their axes), which is several times faster than drawing the figure again. A
+    panel with a colour bar whose limits change makes it draw the whole figure again.
+    ``png()`` is what :func:`figure_png` gives for the same figure."""
+
+    def __init__(self, panels: Mapping[str, Tensor], styles=None, *, scale: int = 2) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        self.fig, self.images = _panel_figure(panels, row_titles=None, size=0.0, dpi=PANEL_DPI,
+                                              styles=styles, zoom=1, pyplot=False)
+        self.scale = scale
+        self.fig.set_dpi(PANEL_DPI * scale)
+        self.canvas = FigureCanvasAgg(self.fig)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.canvas.draw()
+        self.pixels = np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+        height = self.pixels.shape[0]
+        self.boxes = []
+        for _, image in self.images:
+            x0, y0, x1, y1 = (int(round(v)) for v in image.axes.bbox.extents)
+            self.boxes.append((height - y1, height - y0, x0, x1))
+
+    def update(self, panels: Mapping[str, Tensor]) -> None:
+        values = [_to_numpy(v) for v in panels.values()]
+        if len(values) != len(self.images):
+            raise ValueError(f"expected {len(self.images)} panels, got {len(values)}")
+        redraw = False
+        for (style, image), data in zip(self.images, values, strict=True):
+            limits = image.get_clim()
+            image.set_data(data)
+            auto = np.asarray(data)
+            image.set_clim(style.get("vmin", auto.min()), style.get("vmax", auto.max()))
+            redraw |= bool(image.colorbar is not None and image.get_clim() != limits)
+        if redraw:
+            self._redraw()
+            return
+        for (_, image), (top, bottom, left, right), data in zip(
+            self.images, self.boxes, values, strict=True
+        ):
+            rgb = image.to_rgba(data, bytes=True)[..., :3]
+            block = np.repeat(np.repeat(rgb, self.scale, axis=0), self.scale, axis=1)
+            if block.shape[:2] != (bottom - top, right - left):
+                raise RuntimeError("a panel does not fill its axes 1:1 (zoom=1 layout broken)")
+            self.pixels[top:bottom, left:right] = block
+
+    def png(self) -> bytes:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(self.pixels).save(buffer, format="png", compress_level=1)
+        return buffer.getvalue()
+
+
+def radial_filter_figure(
+    image: Tensor, low: float, high: float, *, zoom: int = 1, dpi: int = PANEL_DPI
+):
+    """The panels of :func:`radial_filter` drawn 1:1 (``zoom=1``): what
+    :func:`radial_filter_widget` shows for the band ``[low, high)``. Returns the figure."""
+    return show_panels(radial_filter(image, low, high), zoom=zoom, dpi=dpi)
+
+
+def band_filter_figure(
+    image: Tensor,
+    band_ids: Tensor,
+    gains: Sequence[float] | Tensor,
+    *,
+    max_gain: float = 2.0,
+    zoom: int = 1,
+    dpi: int = PANEL_DPI,
+):
+    """The panels of :func:`band_filter` drawn 1:1, the weights on a fixed ``[0, max_gain]``
+    colour scale with its colour bar: what :func:`band_gain_widget` shows for ``gains``."""
+    return show_panels(band_filter(image, band_ids, gains), zoom=zoom, dpi=dpi,
+                       styles=_band_styles(max_gain))
+
+
+def _band_styles(max_gain: float) -> dict[str, dict[str, Any]]:
+    return {"weights": {**PANEL_STYLES["weights"], "vmax": max_gain}}
 
 
 def show_band_energy(
@@ -195,36 +386,79 @@ def show_band_energy(
     for ax, (name, fractions) in zip(axes[0], profiles.items(), strict=True):
         grid = np.log10(np.maximum(_to_numpy(fractions).reshape(length, length), 1e-8))
         im = ax.imshow(grid, cmap="viridis", vmin=-5, vmax=0)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=_points(TITLE_PX, dpi))
         ax.set_xticks(range(length))
         ax.set_yticks(range(length))
-        ax.tick_params(labelsize=7)
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="log10 energy fraction")
+        ax.tick_params(labelsize=_points(TICK_PX, dpi))
+    bar = fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
+    bar.set_label("log10 energy fraction", fontsize=_points(TICK_PX, dpi))
+    bar.ax.tick_params(labelsize=_points(TICK_PX, dpi))
     return fig
 
 
-def _display_and_close(fig) -> None:
-    """Shows ``fig`` as a JPEG (photographic panels: several times smaller than a PNG, which
-    keeps the widget state that a notebook stores small) and closes it."""
-    import matplotlib.pyplot as plt
-    from IPython.display import Image, display
-
+def figure_png(fig, *, scale: int = 2) -> bytes:
+    """``fig`` as a PNG of ``scale`` device pixels per CSS pixel (2: sharp on HiDPI screens,
+    like the inline backend's ``"retina"`` format); show it at ``1 / scale`` of its size."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="jpeg", dpi=fig.dpi, pil_kwargs={"quality": 90})
-    plt.close(fig)
-    display(Image(data=buffer.getvalue(), format="jpeg"))
+    fig.savefig(buffer, format="png", dpi=scale * fig.dpi)
+    return buffer.getvalue()
+
+
+def _panels_widget(controls: Mapping[str, Any], panels_of, styles=None):
+    """Sliders (``controls``: keyword -> widget) above the panels ``panels_of(**values)``,
+    shown as an ``ipywidgets.Image``: a HiDPI PNG at its size in CSS pixels, the figure of
+    :func:`show_panels` with ``zoom=1`` drawn once and then re-filled (:class:`LivePanels`).
+
+    An Image widget, not an Output widget: each update sends the PNG once, as a binary buffer
+    (an Output widget's state is echoed back and forth), and nbconvert does not stall on it (its
+    mimicked Output widget sends that state on the shell channel while waiting on it for the
+    execute reply; nbclient issue 312). Returns a ``VBox`` with ``.controls``, ``.image`` and
+    ``.update()`` (called on every change of a control)."""
+    import ipywidgets as widgets
+
+    live = None
+    image = widgets.Image(format="png")
+
+    def update(change=None) -> None:
+        nonlocal live
+        panels = panels_of(**{name: control.value for name, control in controls.items()})
+        if live is None:
+            live = LivePanels(panels, styles)
+            height, width = live.pixels.shape[:2]
+            image.width, image.height = str(width // live.scale), str(height // live.scale)
+        else:
+            live.update(panels)
+        image.value = live.png()
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+    box = widgets.VBox([*controls.values(), image])
+    box.add_class("dsm-panels-widget")
+    box.controls, box.image, box.update = dict(controls), image, update
+    return box
+
+
+def _slider_layout(width: str):
+    """A slider as wide as ``width`` (at most), its description in full."""
+    import ipywidgets as widgets
+
+    return {
+        "layout": widgets.Layout(width="100%", max_width=width),
+        "style": {"description_width": "initial"},
+    }
 
 
 def radial_filter_widget(image: Tensor, low: float = 0.0, high: float = 0.2, step: float = 0.01):
-    """Range slider over the radial frequency -> :func:`radial_filter` panels of ``image``.
+    """Range slider over the radial frequency -> :func:`radial_filter_figure` of ``image``
+    (drawn once, then re-filled on each update: several times faster than a new figure).
 
-    ``image: (H, W)``. Returns an ``ipywidgets.interactive``; display it (the last expression of
-    a cell). Keep ``H, W`` near 128-192 so that one update stays well under a second on a CPU.
+    ``image: (H, W)``. Returns an ``ipywidgets.VBox`` (see :func:`_panels_widget`); display it
+    (the last expression of a cell). Keep ``H, W`` near 128-192 so that one update stays well
+    under a second on a CPU. The slider is wide (up to 720 px) so that its two handles are apart
+    even at ``high = 0.1``.
     """
     import ipywidgets as widgets
-
-    def update(band: tuple[float, float]) -> None:
-        _display_and_close(show_panels(radial_filter(image, *band)))
 
     slider = widgets.FloatRangeSlider(
         value=(low, high),
@@ -234,8 +468,9 @@ def radial_filter_widget(image: Tensor, low: float = 0.0, high: float = 0.2, ste
         description="radius",
         continuous_update=False,
         readout_format=".2f",
+        **_slider_layout("720px"),
     )
-    return widgets.interactive(update, band=slider)
+    return _panels_widget({"band": slider}, lambda band: radial_filter(image, *band))
 
 
 def band_gain_widget(
@@ -246,11 +481,11 @@ def band_gain_widget(
     max_gain: float = 2.0,
     labels: Sequence[str] | None = None,
 ):
-    """One gain slider per band -> :func:`band_filter` panels of ``image``.
+    """One gain slider per band -> :func:`band_filter_figure` of ``image``.
 
     ``image: (H, W)``, ``band_ids: (H, W)`` long with ``n_bands`` ids. ``gains`` start values
     (default all 1: the identity), ``labels`` the slider descriptions (default ``band i``).
-    Returns an ``ipywidgets.interactive``.
+    Returns an ``ipywidgets.VBox`` (see :func:`_panels_widget`), controls ``g0``, ``g1``, ...
     """
     import ipywidgets as widgets
 
@@ -261,16 +496,47 @@ def band_gain_widget(
         raise ValueError(f"expected {n_bands} gains and labels, got {len(gains)} and {len(labels)}")
     sliders = {
         f"g{i}": widgets.FloatSlider(
-            value=g, min=0.0, max=max_gain, step=0.05, description=label, continuous_update=False
+            value=g,
+            min=0.0,
+            max=max_gain,
+            step=0.05,
+            description=label,
+            continuous_update=False,
+            **_slider_layout("480px"),
         )
         for i, (g, label) in enumerate(zip(gains, labels, strict=True))
     }
 
-    def update(**kwargs: float) -> None:
-        values = [kwargs[f"g{i}"] for i in range(n_bands)]
-        _display_and_close(show_panels(band_filter(image, band_ids, values)))
+    def panels_of(**values: float) -> dict[str, Tensor]:
+        return band_filter(image, band_ids, [values[f"g{i}"] for i in range(n_bands)])
 
-    return widgets.interactive(update, **sliders)
+    return _panels_widget(sliders, panels_of, _band_styles(max_gain))
+
+
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_widget_outputs(paths: Sequence[str]) -> list[str]:
+    """Removes stored widget state from notebooks: ``metadata.widgets`` and every output that
+    shows a widget (a widget view needs a live kernel; without its model JupyterLab shows "Error
+    displaying widget: model not found"). Rewrites a notebook only if it changes, as JupyterLab
+    saves it (:func:`nbformat.write`); returns the paths rewritten."""
+    import nbformat
+
+    changed = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        before = nbformat.writes(nb)
+        nb.metadata.pop("widgets", None)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [
+                    o for o in cell.outputs if WIDGET_VIEW_MIME not in o.get("data", {})
+                ]
+        if nbformat.writes(nb) != before:
+            nbformat.write(nb, path)
+            changed.append(str(path))
+    return changed
 
 
 def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: int = 80):

@@ -97,16 +97,23 @@ def test_widgets_have_one_control_per_band_and_update(image):
     pytest.importorskip("ipywidgets")
     n_figures = len(plt.get_fignums())
     radial = viz.radial_filter_widget(image)
-    assert radial.kwargs["band"] == pytest.approx((0.0, 0.2))
-    radial.children[0].value = (0.1, 0.5)
-    radial.update()
+    assert radial.controls["band"].value == pytest.approx((0.0, 0.2))
+    first = radial.image.value
+    expected = viz.figure_png(viz.radial_filter_figure(image, 0.0, 0.2))
+    assert (_png_pixels(first) == _png_pixels(expected)).all()  # the static figure, 1:1, 2x
+    plt.close("all")
+    n_figures = len(plt.get_fignums())
+    radial.controls["band"].value = (0.1, 0.5)  # a slider move updates the image
+    assert radial.image.value != first
+    assert radial.children[-1] is radial.image
+    assert int(radial.image.width) * 2 == _png_pixels(first).shape[1]
     bands = S.zigzag_bands(12, 16, 5)
     gains = viz.band_gain_widget(image, bands)
-    assert len(gains.kwargs) == 5
+    assert list(gains.controls) == ["g0", "g1", "g2", "g3", "g4"]
+    before = gains.image.value
     gains.children[2].value = 0.0
-    gains.update()
-    assert gains.kwargs["g2"] == 0.0
-    assert len(plt.get_fignums()) == n_figures  # every update closes its figure
+    assert gains.controls["g2"].value == 0.0 and gains.image.value != before
+    assert len(plt.get_fignums()) == n_figures  # widgets keep no pyplot figure open
     with pytest.raises(ValueError, match="expected 5 gains"):
         viz.band_gain_widget(image, bands, gains=[1.0, 1.0])
 
@@ -149,3 +156,85 @@ def test_budget_curve_and_band_selection_figures():
     fig = viz.show_band_selection(weights, torch.arange(9) % 3, ["low", "middle", "high"])
     assert len([ax for ax in fig.axes if ax.images]) == 2 * 4
     plt.close(fig)
+
+
+def _png_pixels(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def test_zoomed_panels_are_one_to_one_with_readable_titles_and_a_weights_colour_bar(image):
+    bands = S.block_bands(12, 16, 2)
+    fig = viz.band_filter_figure(image, bands, [1.0, 0.5, 2.0, 0.0])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["image", "log spectrum", "weights", "filtered"]
+    for ax in panels:  # one CSS pixel (1/dpi inch) per image pixel
+        box = ax.get_window_extent()
+        assert (round(box.width), round(box.height)) == (16, 12)
+        assert ax.title.get_fontsize() * fig.dpi / 72 >= 12  # title >= 12 px
+    colour_bars = [ax for ax in fig.axes if not ax.get_title()]
+    assert len(colour_bars) == 1 and colour_bars[0].get_ylim() == (0.0, 2.0)
+    png = _png_pixels(viz.figure_png(fig))  # 2 device pixels per CSS pixel
+    assert png.shape[:2] == (round(2 * fig.bbox.height), round(2 * fig.bbox.width))
+    plt.close(fig)
+    fig = viz.radial_filter_figure(image, 0.0, 0.3, zoom=2)
+    assert len(fig.axes) == 4  # no colour bar on a mask
+    assert all(round(ax.get_window_extent().width) == 32 for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_live_panels_refill_the_figure_exactly(image):
+    bands = S.zigzag_bands(12, 16, 3)
+    live = viz.LivePanels(viz.band_filter(image, bands, [1.0, 1.0, 1.0]), viz._band_styles(2.0))
+    n_figures = len(plt.get_fignums())
+    for gains in ([0.5, 2.0, 0.0], [1.0, 0.0, 0.3]):
+        live.update(viz.band_filter(image, bands, gains))
+        static = viz.band_filter_figure(image, bands, gains)
+        assert (_png_pixels(live.png()) == _png_pixels(viz.figure_png(static))).all()
+        plt.close(static)
+    # a colour bar whose limits change: the whole figure is drawn again
+    live = viz.LivePanels(viz.band_filter(image, bands, [1.0, 1.0, 1.0]))
+    live.update(viz.band_filter(image, bands, [3.0, 1.0, 1.0]))
+    static = viz.show_panels(viz.band_filter(image, bands, [3.0, 1.0, 1.0]), zoom=1,
+                             dpi=viz.PANEL_DPI)
+    assert (_png_pixels(live.png()) == _png_pixels(viz.figure_png(static))).all()
+    plt.close(static)
+    assert len(plt.get_fignums()) == n_figures  # live figures are not pyplot's
+    with pytest.raises(ValueError, match="expected 4 panels"):
+        live.update({"image": image})
+
+
+def test_sliders_are_wide_and_fully_labelled(image):
+    pytest.importorskip("ipywidgets")
+    radial = viz.radial_filter_widget(image, 0.0, 0.15)
+    slider = radial.controls["band"]
+    assert slider.layout.max_width == "720px" and slider.style.description_width == "initial"
+    gains = viz.band_gain_widget(image, S.block_bands(12, 16, 2), labels=list("abcd"))
+    assert all(c.style.description_width == "initial" for c in gains.children[:4])
+
+
+def test_strip_widget_outputs(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook()
+    view = {viz.WIDGET_VIEW_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
+            "text/plain": "IntSlider(value=0)"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("w", outputs=[nbformat.v4.new_output(
+            "execute_result", data=view, execution_count=1)]),
+        nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output(
+            "stream", name="stdout", text="1\n")]),
+    ]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    path = tmp_path / "a.ipynb"
+    nbformat.write(nb, path)
+    assert viz.strip_widget_outputs([path]) == [str(path)]
+    stripped = nbformat.read(path, as_version=4)
+    assert "widgets" not in stripped.metadata
+    assert stripped.cells[0].outputs == [] and stripped.cells[1].outputs[0].text == "1\n"
+    before = path.read_bytes()
+    assert viz.strip_widget_outputs([path]) == []  # nothing left: not rewritten
+    assert path.read_bytes() == before
