@@ -539,12 +539,18 @@ def strip_widget_outputs(paths: Sequence[str]) -> list[str]:
     return changed
 
 
+_AXIS_LABELS = {"test_top1": "test top-1 (%)", "test_miou": "test mIoU (%)",
+                "test_map": "test mAP (%)", "test_map_50": "test mAP@50 (%)"}
+
+
 def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: int = 80):
-    """One ablation study on one or more datasets: accuracy per arm (dots: seeds, bar: mean +-
+    """One ablation study on one or more datasets: its metric per arm (dots: seeds, bar: mean +-
     std) above, paired difference to the reference arm (same seed, bar: 95 % t-interval)
     below; returns the figure.
 
-    ``records``: study records of :func:`dsm_ref.ablation.run_study`, one per dataset.
+    ``records``: study records of :func:`dsm_ref.ablation.run_study`, one per dataset; the
+    metric is the record's ``metric`` (test top-1 for classification, mIoU or mAP for dense
+    studies).
     """
     import matplotlib.pyplot as plt
 
@@ -554,14 +560,15 @@ def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: 
         names = [arm["name"] for arm in record["arms"]]
         positions = np.arange(len(names))
         top, bottom = axes[0, column], axes[1, column]
+        metric = record.get("metric", "test_top1")
         for x, arm in zip(positions, record["arms"], strict=True):
-            seeds = [run["test_top1"] for run in arm["runs"]]
-            summary = arm["test_top1"]
+            seeds = [run[metric] for run in arm["runs"]]
+            summary = arm[metric]
             top.errorbar(x, summary["mean"], yerr=summary["std"], fmt="s", color="C0",
                          capsize=4, markersize=7)
             top.scatter([x] * len(seeds), seeds, color="C1", s=14, zorder=3)
         top.set_title(f"{record['study']} on {record['dataset']}", fontsize=10)
-        top.set_ylabel("test top-1 (%)")
+        top.set_ylabel(_AXIS_LABELS.get(metric, metric))
         paired = {p["arm"]: p for p in record["paired_differences"]}
         for x, name in zip(positions, names, strict=True):
             if name not in paired:
