@@ -79,3 +79,22 @@ def test_whole_model_under_autocast_within_stated_bound(dtype):
         with torch.autocast("cpu", dtype=dtype):
             actual = model(x)
     assert _relative_error(actual, expected) < MODEL_BOUND[dtype]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["matmul", "fft"])
+def test_cuda_bf16_autocast_keeps_the_dct_and_gate_in_float32(method):
+    """On CUDA, bf16 autocast would otherwise run the DCT's matmul in bf16 (and TF32 is off by
+    default for matmuls): the spectrum must match float32's, the gate keep its mean of 1."""
+    x = torch.randn(2, 28, 28, 32, device="cuda")
+    dswg = DynamicSpectrumWeights(32, 4).cuda()
+    torch.nn.init.normal_(dswg.fc2.weight, std=1.0)
+    expected = dct2(x, dims=(1, 2), method=method)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        spectrum = dct2(x, dims=(1, 2), method=method)
+        weights = dswg.band_weights(spectrum)
+    assert spectrum.dtype == torch.float32 and weights.dtype == torch.float32
+    torch.testing.assert_close(spectrum, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weights.mean(dim=(2, 3)), torch.ones(2, 4, device="cuda"),
+                               rtol=0, atol=1e-6)
