@@ -97,9 +97,9 @@ def test_the_pretrained_arm_shares_the_head_and_loads_the_backbone(pretrained, t
     assert resized >= 3
     # The classification run is stored as a run of its own, beside the study's.
     pre = json.loads(json.dumps(pretrained["pretraining"][0]))
-    assert pre["dataset"] == "spectral" and pre["weights"] == str(weights)
+    assert pre["dataset"] == "spectral" and toy_dir / pre["weights"] == weights
     assert pre["budget"]["model_options"] == {"dims": [8, 16, 24, 32], "stem_stride": 4}
-    stored_run = json.loads(open(pre["run"]).read())
+    stored_run = json.loads((toy_dir / pre["run"]).read_text())
     assert stored_run["test_top1"] == pre["test_top1"]
     assert stored_run["config"]["task"] == "classify"
     for run in pretrained["arms"][1]["runs"]:

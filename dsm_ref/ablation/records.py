@@ -193,8 +193,11 @@ def _pretrain(study: Study, dataset: str, budget: Budget, out: Path, *, device: 
                                  save_weights_for_seeds=(seed,))
         trained += now
         done[arm.name] = {"arm": arm.name, "dataset": pre_data, "seed": seed,
-                          "budget": asdict(pre_budget), "run": str(stored),
-                          "weights": str(weights), "test_top1": record["test_top1"],
+                          "budget": asdict(pre_budget),
+                          # relative to the results folder, so a record reads the same anywhere
+                          "run": stored.relative_to(out).as_posix(),
+                          "weights": weights.relative_to(out).as_posix(),
+                          "test_top1": record["test_top1"],
                           "wall_time_s": record["wall_time_s"]}
     return done, trained
 
