@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .base import Datasets, _EpochSeeded, balanced_indices, sample_key
+from .base import Datasets, _EpochSeeded, random_subset, sample_key
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD
 from .mosaic import _normalise
-from .paths import DataError, data_dir
+from .paths import DataError, dataset_folder
 
 __all__ = ["ADE20K_FOLDER", "ADE20K_NUM_CLASSES", "ADE20K_IGNORE_INDEX", "ADE20KSegmentation",
            "reduce_zero_label", "load_ade20k"]
@@ -222,20 +222,16 @@ def load_ade20k(root: str | os.PathLike | None = None, *, img_size: int = 512,
     many images, chosen by ``subset_seed`` (not by file order, which follows the scene). Nothing
     is downloaded.
     """
-    base = data_dir() / ADE20K_FOLDER if root is None else Path(root).expanduser()
-    if not base.is_dir():
-        raise DataError(f"ADE20K not found: no folder {base}. Expected "
-                        f"{_LAYOUT.format(root=base, split='<split>')}; pass --data-dir "
-                        f"(the {ADE20K_FOLDER} folder) or put it under {data_dir()}")
+    base = dataset_folder(root, ADE20K_FOLDER, "ADE20K",
+                          _LAYOUT.format(root="{root}", split="<split>"),
+                          f"the {ADE20K_FOLDER} folder")
     splits = {}
     for name, split in ADE20K_SPLITS.items():
         dataset = ADE20KSegmentation(base, split, img_size=img_size, augment=name == "train",
                                      scale_range=scale_range, seed=seed)
         count = n_train if name == "train" else n_test
-        if count is not None:  # one class: balanced_indices is a seeded random pick, sorted
-            pick = balanced_indices(torch.zeros(len(dataset), dtype=torch.long), count,
-                                    subset_seed + (name == "test"))
-            dataset.keep(pick)
+        if count is not None:
+            dataset.keep(random_subset(len(dataset), count, subset_seed + (name == "test")))
         splits[name] = dataset
     return Datasets(splits["train"], splits["test"], num_classes=ADE20K_NUM_CLASSES,
                     img_size=img_size, classes=splits["train"].classes, name="ade20k",

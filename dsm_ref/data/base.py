@@ -195,6 +195,13 @@ def balanced_indices(labels: Tensor, n: int | None, seed: int = 0) -> Tensor:
     return picked.sort().values
 
 
+def random_subset(total: int, n: int, seed: int) -> Tensor:
+    """``n`` of ``range(total)`` picked at random by ``seed``, sorted (all when ``n >= total``):
+    subsets of unlabelled collections such as ADE20K or COCO images, whose file order follows
+    the scene, so taking the first ``n`` would not be a fair sample."""
+    return balanced_indices(torch.zeros(total, dtype=torch.long), n, seed)
+
+
 # --- the dataset bundle --------------------------------------------------------------------------
 
 @dataclass

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .base import Datasets, _EpochSeeded, balanced_indices, sample_key
+from .base import Datasets, _EpochSeeded, random_subset, sample_key
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD
 from .mosaic import _normalise
-from .paths import DataError, data_dir
+from .paths import DataError, dataset_folder
 
 __all__ = ["COCO_FOLDER", "COCO_SPLITS", "COCODetection", "coco_target", "load_coco"]
 
@@ -198,21 +198,16 @@ def load_coco(root: str | os.PathLike | None = None, *, img_size: int = 512,
     a CPU). ``n_train``/``n_test``: a random subset of that many images, chosen by
     ``subset_seed``. Nothing is downloaded.
     """
-    base = data_dir() / COCO_FOLDER if root is None else Path(root).expanduser()
-    if not base.is_dir():
-        raise DataError(f"COCO not found: no folder {base}. Expected {_LAYOUT.format(root=base)}"
-                        f"; pass --data-dir (the folder holding annotations/) or put it under "
-                        f"{data_dir()}/{COCO_FOLDER}")
+    base = dataset_folder(root, COCO_FOLDER, "COCO", _LAYOUT,
+                          "the folder holding annotations/")
     splits = {}
     for name, split in COCO_SPLITS.items():
         train = name == "train"
         dataset = COCODetection(base / split, base / "annotations" / f"instances_{split}.json",
                                 img_size=img_size, augment=train, drop_empty=train, seed=seed)
         count = n_train if train else n_test
-        if count is not None:  # one class: balanced_indices is a seeded random pick, sorted
-            pick = balanced_indices(torch.zeros(len(dataset), dtype=torch.long), count,
-                                    subset_seed + (not train))
-            dataset.keep(pick)
+        if count is not None:
+            dataset.keep(random_subset(len(dataset), count, subset_seed + (not train)))
         splits[name] = dataset
     if splits["train"].classes != splits["test"].classes:
         raise DataError(f"{base}: the train and val annotation files list different categories")

@@ -43,5 +43,18 @@ def cache_dir() -> Path:
     return repo / "data" / "cache" if repo else Path.home() / ".cache" / "dsm_ref"
 
 
+def dataset_folder(root: str | os.PathLike | None, folder: str, name: str, layout: str,
+                   what_root: str) -> Path:
+    """The folder of a dataset read in place: ``root``, else ``<data dir>/<folder>``; a missing
+    one raises :class:`DataError` naming where it looked, the expected ``layout`` (a template
+    with ``{root}``) and how to point at it (``what_root``: what ``--data-dir`` should name)."""
+    base = data_dir() / folder if root is None else Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"{name} not found: no folder {base}. Expected "
+                        f"{layout.format(root=base)}; pass --data-dir "
+                        f"({what_root}) or put it under {data_dir()}/{folder}")
+    return base
+
+
 def _source(name: str) -> str:
     return f"${name}" if os.environ.get(name) else "default"

@@ -13,7 +13,8 @@ The metrics are :mod:`dsm_ref.dense.metrics` (torchmetrics, imported when a func
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -163,9 +164,7 @@ def evaluate_dense(model: nn.Module, loader: Iterable, *, task: str | None = Non
                          "detection)")
     task = dense_task(model) if task is None else check_choice("task", task, TASKS)
     device = _model_device(model, device)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         if task == "detect":
             return evaluate_detection(model, loader, device=device, amp_dtype=amp_dtype)
         if num_classes is None:
@@ -178,6 +177,15 @@ def evaluate_dense(model: nn.Module, loader: Iterable, *, task: str | None = Non
         return evaluate_segmentation(model, loader, num_classes=num_classes,
                                      ignore_index=ignore_index, device=device,
                                      amp_dtype=amp_dtype)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode for the block; its train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
     finally:
         model.train(was_training)
 
@@ -199,9 +207,7 @@ def predict_dense(model: nn.Module, images: Tensor | Sequence[Tensor], *, task: 
     """
     task = dense_task(model) if task is None else check_choice("task", task, TASKS)
     device = _model_device(model, device)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         if task == "detect":
             batch = list(images.unbind(0) if isinstance(images, Tensor) and images.ndim == 4
                          else images)
@@ -220,5 +226,3 @@ def predict_dense(model: nn.Module, images: Tensor | Sequence[Tensor], *, task: 
             logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear",
                                    align_corners=False)
         return logits.argmax(1).cpu()
-    finally:
-        model.train(was_training)
