@@ -1,4 +1,4 @@
-"""``python -m dsm_ref {info,train,ablate,bench}``.
+"""``python -m dsm_ref {info,train,export,ablate,bench}``.
 
 Each sub-command lives in its own module under :mod:`dsm_ref.commands`, which provides
 ``add_cli_arguments(parser)`` and ``cli_main(args) -> int``; this file only dispatches.
@@ -15,6 +15,8 @@ COMMANDS = {
     "info": ("dsm_ref.commands.info", "versions, device, and where data is looked for"),
     "train": ("dsm_ref.commands.train",
               "train a model (CIFAR-10, ImageNet folders, spectral tasks)"),
+    "export": ("dsm_ref.commands.export",
+               "a finished training run's weights as a small float16 file with its record"),
     "ablate": ("dsm_ref.commands.ablate", "run the paper's ablation studies"),
     "bench": ("dsm_ref.commands.bench", "time and count the DCT, the mixers and the models"),
 }

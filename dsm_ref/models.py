@@ -44,6 +44,7 @@ from .mixers import (
     GlobalFilter,
     IdentityMixer,
 )
+from .pretrained import load_pretrained, weights_path
 
 __all__ = [
     "DSMBlock",
@@ -416,9 +417,19 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def create_model(name: str, **overrides) -> DSM:
+def create_model(name: str, pretrained: bool = False, **overrides) -> DSM:
     """Builds a registered variant; ``overrides`` replace its defaults, e.g.
-    ``create_model("dsm_s", num_classes=100, img_size=288, token_mixer="gfnet")``."""
+    ``create_model("dsm_s", num_classes=100, img_size=288, token_mixer="gfnet")``.
+
+    ``pretrained=True`` loads the trained weights shipped with the package (``dsm_micro``:
+    CIFAR-10; :func:`dsm_ref.pretrained.pretrained_models` lists them, and
+    :func:`dsm_ref.pretrained.weights_info` gives the input normalisation they expect); a
+    variant without weights, or overrides that change a parameter's shape, raise
+    :class:`dsm_ref.pretrained.WeightsError`.
+    """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {list_models()}")
-    return _MODELS[name](**overrides)
+    if pretrained:
+        weights_path(name)  # fails fast, before building, for a variant without weights
+    model = _MODELS[name](**overrides)
+    return load_pretrained(model, name, overrides) if pretrained else model

@@ -1,0 +1,138 @@
+"""Shipped weights: the weights file format, ``create_model(..., pretrained=True)``, the export of
+a finished run, and (when they are in the package) the shipped dsm_micro weights themselves."""
+
+import json
+
+import pytest
+import torch
+from conftest import needs_shared_cifar
+
+from dsm_ref import pretrained as P
+from dsm_ref.cli import main
+from dsm_ref.models import create_model
+from dsm_ref.train.export import export_run
+
+PREPROCESS = {"img_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+CLASSES = [str(k) for k in range(10)]
+
+
+@pytest.fixture
+def shipped_dir(tmp_path, monkeypatch):
+    """The package's weights folder moved to ``tmp_path``, holding a random dsm_micro's weights."""
+    torch.manual_seed(0)
+    model = create_model("dsm_micro")
+    P.save_weights(model.state_dict(), tmp_path / "dsm_micro-cifar10.pt", model="dsm_micro",
+                   model_options={}, preprocess=PREPROCESS, classes=CLASSES)
+    monkeypatch.setattr(P, "WEIGHTS_DIR", tmp_path)
+    return tmp_path, model
+
+
+def test_a_variant_without_weights_names_those_that_have_some():
+    with pytest.raises(P.WeightsError, match=r"no trained weights for 'dsm_nano'.*\['dsm_micro'\]"):
+        create_model("dsm_nano", pretrained=True)
+
+
+def test_missing_package_data_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "WEIGHTS_DIR", tmp_path)
+    assert P.pretrained_models() == []
+    with pytest.raises(P.WeightsError, match="missing.*reinstall"):
+        create_model("dsm_micro", pretrained=True)
+
+
+def test_pretrained_loads_the_float16_weights_as_float32(shipped_dir):
+    folder, source = shipped_dir
+    assert P.pretrained_models() == ["dsm_micro"]
+    model = create_model("dsm_micro", pretrained=True)
+    for key, value in model.state_dict().items():
+        expected = source.state_dict()[key]
+        assert value.dtype == expected.dtype, key
+        if expected.is_floating_point():  # exactly the float16 rounding of the source
+            assert torch.equal(value, expected.half().float()), key
+    info = P.weights_info("dsm_micro")
+    assert info["preprocess"] == PREPROCESS and info["classes"] == CLASSES
+    assert (folder / "dsm_micro-cifar10.pt").stat().st_size < 2e6
+
+
+def test_pretrained_with_shape_changing_options_is_refused(shipped_dir):
+    with pytest.raises(P.WeightsError, match=r"do not fit.*num_classes.*head\.weight: stored "
+                                             r"\(10, 128\), model \(5, 128\)"):
+        create_model("dsm_micro", pretrained=True, num_classes=5)
+    create_model("dsm_micro", pretrained=True, drop_path_rate=0.1)  # no shape changes: loads
+
+
+def test_damaged_foreign_and_truncated_files_are_refused(shipped_dir, tmp_path):
+    folder, _ = shipped_dir
+    path = folder / "dsm_micro-cifar10.pt"
+    stored = torch.load(path, weights_only=True)
+    stored["state_dict"]["head.bias"][0] += 1
+    torch.save(stored, path)
+    with pytest.raises(P.WeightsError, match="damaged"):
+        create_model("dsm_micro", pretrained=True)
+    torch.save({"model": {}}, path)
+    with pytest.raises(P.WeightsError, match="not a dsm_ref weights file"):
+        P.read_weights(path)
+    path.write_bytes(b"\x80\x02 not a zip")
+    with pytest.raises(P.WeightsError, match="not a readable weights file"):
+        P.read_weights(path)
+
+
+def _spectral_run(out, epochs=2, extra=()):
+    argv = ["train", "--data", "spectral", "--n-train", "32", "--n-test", "16", "--batch-size",
+            "16", "--epochs", str(epochs), "--threads", "1", "--out", str(out), "--no-progress",
+            *extra]
+    assert main(argv) == 0
+
+
+def test_export_writes_small_weights_and_a_record_that_reproduces_the_run(tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "weights"
+    _spectral_run(run)
+    assert main(["export", str(run), "--out", str(out), "--name", "toy"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    record = json.loads((out / "toy.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert record["command"] == metrics["command"] and record["history"] == metrics["history"]
+    assert record["size_bytes"] == (out / "toy.pt").stat().st_size
+    assert record["sha256"] == P.read_weights(out / "toy.pt")["sha256"]
+    assert record["shipped_test"]["count"] == 16
+    # float16 rounding moves a logit by ~1e-3 relative: at most one of 16 predictions may flip
+    assert abs(record["shipped_test"]["top1"] - metrics["final"]["test_top1"]) <= 100 / 16
+    assert record["preprocess"]["img_size"] == 32 and len(record["classes"]) == 8
+
+
+def test_export_refuses_an_unfinished_run(tmp_path):
+    run = tmp_path / "run"
+    _spectral_run(run, epochs=3, extra=["--max-steps", "2"])
+    with pytest.raises(ValueError, match="stopped after .* epochs: resume it"):
+        export_run(run, tmp_path / "weights")
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        export_run(tmp_path / "nothing", tmp_path / "weights")
+
+
+# --- the weights shipped in the package ----------------------------------------------------------
+
+shipped = pytest.mark.skipif("dsm_micro" not in P.pretrained_models(),
+                             reason="dsm_micro's trained weights are not in this checkout yet")
+
+
+@shipped
+def test_shipped_weights_are_small_and_match_their_record():
+    path = P.weights_path("dsm_micro")
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert path.stat().st_size < 2e6 and record["size_bytes"] == path.stat().st_size
+    assert P.read_weights(path)["sha256"] == record["sha256"]
+    assert record["shipped_test"]["count"] == 10_000 and record["shipped_test"]["top1"] >= 85.0
+
+
+@shipped
+@needs_shared_cifar
+def test_shipped_dsm_micro_scores_at_least_85_percent_on_cifar10():
+    from dsm_ref.data import load_cifar10
+    from dsm_ref.train import evaluate
+
+    model = create_model("dsm_micro", pretrained=True)
+    test = load_cifar10(augment=False, progress=False).test
+    scores = evaluate(model, test, batch_size=500, device="cpu")
+    record = json.loads(P.weights_path("dsm_micro").with_suffix(".json").read_text())
+    assert scores["count"] == 10_000
+    assert scores["top1"] >= 85.0
+    assert abs(scores["top1"] - record["shipped_test"]["top1"]) < 1e-6
