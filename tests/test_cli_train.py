@@ -278,3 +278,30 @@ def test_sigterm_to_the_command_saves_a_checkpoint_and_exits_143(tmp_path):
     assert events[-2:] == ["interrupted", "end"]
     state = T.load_checkpoint(out / T.CHECKPOINT_NAME)
     assert state["position"]["global_step"] >= 1
+
+
+def test_resume_alone_continues_with_the_settings_the_run_started_with(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = ["train", *SMALL, "--epochs", "3", "--label-smoothing", "0.1", "--lr", "1e-3",
+             "--max-steps", "2", "--out", str(out)]
+    assert main(first) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["epochs"], config["label_smoothing"], config["lr"], config["data"]) == (
+        3, 0.1, 1e-3, "spectral")
+    assert config["out"] == str(out) and config["resume"] == "auto"
+    # an option given beside --resume changes just that one
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["epochs"], config["label_smoothing"]) == (4, 0.1)
+    # and the resumed run trains to the planned end
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "after 3 epochs" in capsys.readouterr().out
+
+
+def test_resume_from_an_unreadable_checkpoint_exits_with_1(tmp_path, capsys):
+    broken = tmp_path / "checkpoint.pt"
+    broken.write_bytes(b"not a checkpoint")
+    assert main(["train", *SMALL, "--out", str(tmp_path / "x"), "--resume", str(broken)]) == 1
+    assert "dsm_ref train: error:" in capsys.readouterr().err

@@ -136,3 +136,13 @@ def test_shipped_dsm_micro_scores_at_least_85_percent_on_cifar10():
     assert scores["count"] == 10_000
     assert scores["top1"] >= 85.0
     assert abs(scores["top1"] - record["shipped_test"]["top1"]) < 1e-6
+
+
+def test_export_refuses_a_run_whose_checkpoint_is_behind_its_metrics(tmp_path):
+    """A resume with fewer epochs than planned writes a 'finished' metrics.json; the checkpoint
+    still says how far the planned run got, and export trusts it."""
+    run = tmp_path / "run"
+    _spectral_run(run, epochs=3, extra=["--max-steps", "2"])
+    _spectral_run(run, epochs=1, extra=["--resume"])
+    with pytest.raises(ValueError, match="is at epoch 1 .* of the 3 its run planned"):
+        export_run(run, tmp_path / "weights")

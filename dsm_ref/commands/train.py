@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from ..data import DATASETS, DataError
 from ..models import TOKEN_MIXERS, list_models
 from ..train import AMP_MODES, PRESETS, TASKS, CheckpointError, TrainConfig, train
+from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 __all__ = ["add_cli_arguments", "config_from_args", "command_line", "cli_main"]
 
@@ -249,10 +250,41 @@ def _model_options(args: argparse.Namespace, preset: dict | None) -> dict | None
     return options
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Default :class:`TrainConfig` < ``--preset`` < the options given on the command line."""
+def _resumed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of the run that ``--resume`` continues (its checkpoint's config), or ``{}``
+    when there is none yet. Where the run goes (``out``, ``resume``), how it runs (device,
+    threads, workers, progress) and a ``max_steps`` stop are this invocation's."""
+    resume = getattr(args, "resume", None)
+    if not resume:
+        return {}
+    if resume == "auto":
+        out = getattr(args, "out", None)
+        if out is None:  # the default folder follows from the given model and data
+            return {}
+        path = Path(out) / CHECKPOINT_NAME
+    else:
+        path = Path(resume)
+    if not path.is_file():
+        return {}
+    stored = dict(load_checkpoint(path)["config"])
+    for key in ("out", "resume", "num_threads", "progress", "device", "num_workers", "max_steps"):
+        stored.pop(key, None)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values: dict[str, Any] = dict(PRESETS[args.preset]) if getattr(args, "preset", None) else {}
+    return {key: value for key, value in stored.items() if key in names}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Default :class:`TrainConfig` < the resumed run's settings (with ``--resume``) <
+    ``--preset`` < the options given on the command line.
+
+    So ``--out DIR --resume`` alone continues a run with the settings it started with (its
+    epochs, schedule and model), and an option given beside it (``--epochs 200``) changes just
+    that one.
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = _resumed_settings(args)
+    if getattr(args, "preset", None):
+        values.update(PRESETS[args.preset])
     values.update({k: v for k, v in vars(args).items() if k in names})
     if values.get("grad_clip") == 0:
         values["grad_clip"] = None
@@ -280,6 +312,9 @@ def cli_main(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as err:
         print(f"dsm_ref train: error: {err}", file=sys.stderr)
         return 2
+    except CheckpointError as err:  # the checkpoint --resume names cannot be read
+        print(f"dsm_ref train: error: {err}", file=sys.stderr)
+        return 1
     if getattr(args, "print_config", False):
         print(json.dumps(config.to_dict(), indent=1))
         return 0

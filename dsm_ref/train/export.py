@@ -58,6 +58,12 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     options = config.get("model_options") or {}
     stem = stem or f"{config['model']}-{config['data'].replace('/', '_')}"
     checkpoint = load_checkpoint(run / CHECKPOINT_NAME)
+    position, planned = checkpoint["position"], checkpoint["config"]["epochs"]
+    if (position["epoch"], position["step_in_epoch"], config["epochs"]) != (planned, 0, planned):
+        raise ValueError(f"{run}/{CHECKPOINT_NAME} is at epoch {position['epoch']} (step "
+                         f"{position['step_in_epoch']}) of the {planned} its run planned: "
+                         f"resume it (python -m dsm_ref train --out {run} --resume) before "
+                         "exporting")
     state = checkpoint["model"]  # the trained weights, whose test_* metrics the run logged
 
     data = build_datasets(config["data"], root=config.get("data_dir"), n_train=config["n_train"],
