@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .files import atomic_torch_save
+from .files import atomic_torch_save, read_torch_file
 
 __all__ = ["WEIGHTS_FORMAT", "WEIGHTS_DIR", "SHIPPED_WEIGHTS", "WeightsError", "weights_path",
            "pretrained_models", "save_weights", "read_weights", "load_pretrained", "weights_info",
@@ -85,21 +85,9 @@ def save_weights(state: dict[str, Tensor], path: str | os.PathLike, *, model: st
 
 def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     """A weights file, checked: its format, version and the digest of its state."""
-    path = Path(path)
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"no weights file at {path}") from None
-    except Exception as err:  # a truncated or foreign file: say which and what was expected
-        raise WeightsError(f"{path} is not a readable weights file ({type(err).__name__}: "
-                           f"{err}); expected one written by dsm_ref.pretrained.save_weights"
-                           ) from None
-    if not isinstance(stored, dict) or stored.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{path} is not a dsm_ref weights file (format "
-                           f"{WEIGHTS_FORMAT!r} expected)")
-    if stored.get("version") != WEIGHTS_VERSION:
-        raise WeightsError(f"{path} has weights format version {stored.get('version')}; this "
-                           f"dsm_ref reads version {WEIGHTS_VERSION}")
+    stored = read_torch_file(path, what="dsm_ref weights file", file_format=WEIGHTS_FORMAT,
+                             version=WEIGHTS_VERSION, error=WeightsError,
+                             expected="weights written by dsm_ref.pretrained.save_weights")
     if state_digest(stored["state_dict"]) != stored["sha256"]:
         raise WeightsError(f"{path} is damaged: its state does not match its stored sha256")
     return stored

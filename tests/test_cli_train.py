@@ -204,7 +204,7 @@ def test_missing_data_and_checkpoint_errors_return_1(tmp_path, monkeypatch, caps
     assert "CIFAR-10 not found" in err and str(tmp_path / "empty") in err and "--download" in err
     code = main(["train", *SMALL, "--out", str(tmp_path / "y"), "--resume",
                  str(tmp_path / "nope.pt")])
-    assert code == 1 and "no checkpoint at" in capsys.readouterr().err
+    assert code == 1 and "no dsm_ref training checkpoint at" in capsys.readouterr().err
 
 
 @needs_shared_cifar

@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dsm_ref"
 # Floor of each top-level module or sub-package of dsm_ref, lowest first.
 FLOORS = {
     "foundations": ["files", "checks", "cache", "utils", "stats", "provenance"],
-    "core": ["dct", "spectrum", "dswg", "layers", "mixers", "pretrained", "models", "flops", "probe",
-             "dense"],
+    "core": ["dct", "spectrum", "dswg", "layers", "mixers", "pretrained", "models", "flops",
+             "probe", "dense"],
     "data": ["data"],
     "train": ["train"],
     "applications": ["ablation", "bench", "exercises", "info", "viz"],

@@ -212,7 +212,7 @@ def test_resume_refuses_another_run(tmp_path):
     T.train(_config(tmp_path, epochs=1))
     with pytest.raises(T.CheckpointError, match="batch_size=16"):
         T.train(_config(tmp_path, epochs=1, batch_size=32, resume="auto"))
-    with pytest.raises(T.CheckpointError, match="no checkpoint"):
+    with pytest.raises(T.CheckpointError, match="no dsm_ref training checkpoint at"):
         T.train(_config(tmp_path, resume=str(tmp_path / "missing.pt")))
 
 
@@ -285,7 +285,7 @@ def test_truncated_and_foreign_checkpoints_are_clear_errors(tmp_path):
     text.write_text("hello")
     with pytest.raises(T.CheckpointError, match="truncated or corrupt"):
         T.load_checkpoint(text)
-    with pytest.raises(T.CheckpointError, match="no checkpoint"):
+    with pytest.raises(T.CheckpointError, match="no dsm_ref training checkpoint at"):
         T.load_checkpoint(tmp_path / "missing.pt")
 
 

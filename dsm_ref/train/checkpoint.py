@@ -11,14 +11,13 @@ run and the config; :data:`_RESUME_MUST_MATCH` lists the config fields a resumin
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..files import atomic_torch_save
+from ..files import atomic_torch_save, read_torch_file
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CHECKPOINT_NAME", "CheckpointError",
            "save_checkpoint", "load_checkpoint"]
@@ -47,47 +46,18 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     return atomic_torch_save(state, path)
 
 
-def _describe(obj: object) -> str:
-    if isinstance(obj, dict):
-        keys = sorted(map(str, obj))
-        return f"a dict with keys {keys[:8]}{' ...' if len(keys) > 8 else ''}"
-    return f"a {type(obj).__name__}"
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Reads a checkpoint written by :func:`train` with ``weights_only=True`` and checks it.
 
     Raises :class:`CheckpointError` naming the file and what was expected when it is missing,
     truncated or corrupt, or not a dsm_ref training checkpoint (e.g. a bare state dict).
     """
-    path = Path(path)
     expected = (f"a dsm_ref training checkpoint (a dict with format={CHECKPOINT_FORMAT!r}, "
                 f"model, optimizer, scheduler, epoch, rng), as written by dsm_ref.train")
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; expected {expected}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except PermissionError as err:
-        raise CheckpointError(f"cannot read {path}: {err}") from err
-    except pickle.UnpicklingError as err:
-        reason = next((line.strip() for line in str(err).splitlines()
-                       if "WeightsUnpickler error" in line), str(err).splitlines()[0])
-        raise CheckpointError(
-            f"{path} holds objects that weights_only loading refuses ({reason}); expected "
-            f"{expected}. It was not written by dsm_ref, or not for this purpose."
-        ) from err
-    except Exception as err:  # garbage reaches the unpickler as any of many errors
-        raise CheckpointError(
-            f"{path} is truncated or corrupt ({type(err).__name__}: {err}); expected {expected}. "
-            f"Use an earlier checkpoint or start again."
-        ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a dsm_ref training checkpoint: found "
-                              f"{_describe(state)}; expected {expected}")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')}; this "
-                              f"dsm_ref reads version {CHECKPOINT_VERSION}")
-    return state
+    return read_torch_file(path, what="dsm_ref training checkpoint",
+                           file_format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
+                           expected=expected, error=CheckpointError, map_location=map_location,
+                           remedy="Use an earlier checkpoint or start again.")
 
 
 def _rng_state() -> dict:
