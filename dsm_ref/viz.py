@@ -8,9 +8,11 @@ turn their results into matplotlib figures, and the widget builders wire the dra
 to sliders. ``ipywidgets`` (the ``course`` extra) is imported only by the widget builders.
 
 The widgets' panels are drawn 1:1: one image pixel per CSS pixel (``zoom=1``), saved as PNG at
-twice the figure's dpi so that they stay sharp on HiDPI screens. A notebook stores no widget
-state (:func:`strip_widget_outputs`): the offline view of a widget is the static figure of its
-default setting (:func:`radial_filter_figure`, :func:`band_filter_figure`) that follows it.
+twice the figure's dpi so that they stay sharp on HiDPI screens; :func:`use_compact_retina_png`
+shows a notebook's figures the same way, losslessly re-encoded in fewer bytes
+(:func:`compact_png`). A notebook stores no widget state (:func:`strip_widget_outputs`): the
+offline view of a widget is the static figure of its default setting
+(:func:`radial_filter_figure`, :func:`band_filter_figure`) that follows it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = [
     "radial_filter_figure",
     "band_filter_figure",
     "figure_png",
+    "compact_png",
+    "use_compact_retina_png",
     "LivePanels",
     "show_band_energy",
     "radial_filter_widget",
@@ -402,6 +406,61 @@ def figure_png(fig, *, scale: int = 2) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=scale * fig.dpi)
     return buffer.getvalue()
+
+
+def compact_png(png: bytes) -> bytes:
+    """``png`` re-encoded losslessly by Pillow in fewer bytes: an opaque alpha channel dropped, a
+    gray image stored as 8-bit gray, an image of at most 256 colours as an exact palette,
+    whichever is smallest. It decodes to the same RGB(A) pixels; the input is returned if
+    nothing is smaller (matplotlib writes RGBA at zlib's default level)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    pixels = np.asarray(image.convert("RGBA"))
+    if not (pixels[..., 3] == 255).all():
+        return png  # transparency is part of the picture: keep it as it is
+    rgb = np.ascontiguousarray(pixels[..., :3])
+    gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    opaque = np.ascontiguousarray(rgb[..., 0]) if gray else rgb  # (H, W) "L" or (H, W, 3)
+    candidates = [Image.fromarray(opaque)]
+    if not gray:
+        red, green, blue = (rgb[..., i].astype(np.int32) for i in range(3))
+        keys = (red << 16) | (green << 8) | blue  # one int per colour
+        colours, index = np.unique(keys.ravel(), return_inverse=True)
+        if len(colours) <= 256:  # an exact palette: every colour kept
+            paletted = Image.fromarray(index.reshape(keys.shape).astype(np.uint8))  # "L" ...
+            palette = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
+            paletted.putpalette(palette.astype(np.uint8).ravel().tolist())  # ... becomes "P"
+            candidates.append(paletted)
+    encoded = [png]
+    for candidate in candidates:
+        buffer = io.BytesIO()
+        candidate.save(buffer, format="png", optimize=True)
+        encoded.append(buffer.getvalue())
+    return min(encoded, key=len)
+
+
+def use_compact_retina_png() -> None:
+    """Shows matplotlib figures in this IPython session as ``"retina"`` PNGs, as
+    ``set_matplotlib_formats("retina")`` does (2 x 2 device pixels per CSS pixel: sharp on HiDPI
+    screens), re-encoded by :func:`compact_png`: the same pixels, fewer bytes stored in the
+    notebook. Call it after ``%matplotlib inline``; outside IPython it does nothing."""
+    from IPython import get_ipython
+    from IPython.core.pylabtools import retina_figure
+    from matplotlib.figure import Figure
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def formatter(fig: Figure) -> tuple[bytes, dict[str, int]] | None:
+        shown = retina_figure(fig, base64=False, bbox_inches="tight")  # the inline default
+        if shown is None:  # an empty figure shows nothing
+            return None
+        png, metadata = shown
+        return compact_png(png), metadata
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, formatter)
 
 
 def _panels_widget(controls: Mapping[str, Any], panels_of, styles=None):

@@ -201,7 +201,9 @@ def _widget_cells(name: str) -> int:
 
 # JavaScript run in the page.
 NOTEBOOK_TEXT = "() => document.querySelector('.jp-NotebookPanel .jp-Notebook').textContent"
-PROMPTS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')]
+# A folded input (a solution cell) shows an empty placeholder prompt instead of its count.
+PROMPTS = """() => [...document.querySelectorAll(
+    '.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt:not(.jp-Placeholder-prompt)')]
     .map(p => p.textContent.trim())"""
 STDERR_TEXT = """() => [...document.querySelectorAll(
     '.jp-NotebookPanel .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]

@@ -14,7 +14,7 @@ from dsm_ref.dct import dct, dct2
 from dsm_ref.exercises import TOPICS
 from dsm_ref.flops import fft_flops
 
-MODULES = ["dct", "dswg", "training", "ablations", "complexity", "dense"]
+MODULES = ["dct", "spectrum", "dswg", "blocks", "training", "ablations", "complexity", "dense"]
 
 
 def _exercises():
@@ -71,11 +71,28 @@ def _fails(check, function, *fragments, capsys):
 
 
 def test_float32_answers_pass(capsys):
+    from dsm_ref.exercises import blocks, spectrum
     from dsm_ref.exercises import dct as ex
 
     assert ex.check_dct_basis_image(lambda *args: ex.solution_dct_basis_image(*args).float())
     assert ex.check_idct_from_definition(
         lambda x: ex.solution_idct_from_definition(x.float()).float())
+
+    def radial_band_mask_float32(height, width, low, high):  # r in float32, as dsm_ref does
+        fy = torch.arange(height, dtype=torch.float32) / height
+        fx = torch.arange(width, dtype=torch.float32) / width
+        radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / math.sqrt(2)
+        return (radius >= low) & (radius < high)  # a bool mask is welcome too
+
+    assert spectrum.check_radial_band_mask(radial_band_mask_float32)
+    assert spectrum.check_band_energy_after_gains(
+        lambda x, ids, g: spectrum.solution_band_energy_after_gains(x.float(), ids, g.float()))
+    assert spectrum.check_mirrored_spectrum(
+        lambda x, dim: spectrum.solution_mirrored_spectrum(x.float(), dim))
+    assert blocks.check_resize_static_weight(
+        lambda w, size: blocks.solution_resize_static_weight(w.double(), size))
+    assert blocks.check_static_mixer_macs(
+        lambda *args: float(blocks.solution_static_mixer_macs(*args)))
     capsys.readouterr()
 
 
@@ -134,6 +151,65 @@ def test_dct_checks_fail_wrong_answers(capsys):
     _fails(ex.check_coefficients_for_energy, by_magnitude, "square", capsys=capsys)
 
 
+# --- notebook 02 ---------------------------------------------------------------------------------
+
+def _radial(height, width, low, high, rows=None, cols=None, root2=True, closed=(True, False)):
+    """A radial band mask with the given denominators and interval ends, for wrong answers."""
+    fy = torch.arange(height, dtype=torch.float64) / (rows or height)
+    fx = torch.arange(width, dtype=torch.float64) / (cols or width)
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) / (math.sqrt(2) if root2 else 1)
+    above = radius >= low if closed[0] else radius > low
+    below = radius <= high if closed[1] else radius < high
+    return (above & below).double()
+
+
+def test_spectrum_checks_fail_wrong_answers(capsys):
+    from dsm_ref.exercises import spectrum as ex
+
+    _fails(ex.check_radial_band_mask, lambda h, w, lo, hi: _radial(h, w, lo, hi, root2=False),
+           "sqrt(2)", capsys=capsys)
+    _fails(ex.check_radial_band_mask, lambda h, w, lo, hi: _radial(h, w, lo, hi,
+                                                                   closed=(False, False)),
+           "DC term", capsys=capsys)
+    _fails(ex.check_radial_band_mask, lambda h, w, lo, hi: _radial(h, w, lo, hi,
+                                                                   closed=(True, True)),
+           "low = high = 0", "r == high is outside", capsys=capsys)
+    _fails(ex.check_radial_band_mask, lambda h, w, lo, hi: _radial(h, w, lo, hi, rows=w, cols=h),
+           "188 x 160", "other axis", capsys=capsys)
+    _fails(ex.check_radial_band_mask,
+           lambda h, w, lo, hi: _radial(h, w, lo, hi, rows=max(h - 1, 1), cols=max(w - 1, 1)),
+           "not k / (N - 1)", capsys=capsys)
+    _fails(ex.check_radial_band_mask, lambda h, w, lo, hi: _radial(w, h, lo, hi),
+           "expected shape (188, 160), got (160, 188)", capsys=capsys)
+
+    def shares(image, band_ids, gains, power=2, normalise=True):
+        energy = dct2(image).pow(2)
+        per_band = torch.bincount(band_ids.flatten(), weights=energy.flatten(),
+                                  minlength=len(gains))
+        after = gains.abs() ** power * per_band
+        return after / after.sum() if normalise else after / per_band.sum()
+
+    _fails(ex.check_band_energy_after_gains, lambda x, ids, g: shares(x, ids, g, power=1),
+           "g**2", capsys=capsys)
+    _fails(ex.check_band_energy_after_gains, lambda x, ids, g: shares(x, ids, g, normalise=False),
+           "sum to 1", capsys=capsys)
+    _fails(ex.check_band_energy_after_gains, lambda x, ids, g: shares(x, ids, g, power=0),
+           "before the gains", capsys=capsys)
+
+    _fails(ex.check_mirrored_spectrum, lambda x, dim: x.flip(dim), "does not mirror its spectrum",
+           capsys=capsys)
+    _fails(ex.check_mirrored_spectrum, lambda x, dim: -ex.solution_mirrored_spectrum(x, dim),
+           "wrong way round", capsys=capsys)
+    _fails(ex.check_mirrored_spectrum, lambda x, dim: ex.solution_mirrored_spectrum(x, -3 - dim),
+           "other axis", capsys=capsys)
+
+    def in_place(x, dim):
+        x[..., 1::2] *= -1
+        return x
+
+    _fails(ex.check_mirrored_spectrum, in_place, "in place", capsys=capsys)
+
+
 # --- notebook 03 ---------------------------------------------------------------------------------
 
 def test_dswg_checks_fail_wrong_answers(capsys):
@@ -186,6 +262,72 @@ def test_dswg_checks_fail_wrong_answers(capsys):
         return (2 * bands if descriptor_norm else 0) + 2 * bands * hidden + hidden + bands
 
     _fails(ex.check_dswg_parameter_count, without_floor, "never drops below 16", capsys=capsys)
+
+
+# --- notebook 04 ---------------------------------------------------------------------------------
+
+def test_blocks_checks_fail_wrong_answers(capsys):
+    from dsm_ref.exercises import blocks as ex
+
+    _fails(ex.check_static_mixer_macs, lambda c, h, w: 2 * ex.solution_static_mixer_macs(c, h, w),
+           "FLOP count", capsys=capsys)
+    _fails(ex.check_static_mixer_macs, lambda c, h, w: h * w * (h + w) * c + h * w * c * c,
+           "one DCT", capsys=capsys)
+    _fails(ex.check_static_mixer_macs, lambda c, h, w: 2 * h * w * (h + w) * c,
+           "projection", capsys=capsys)
+    _fails(ex.check_static_mixer_macs, lambda c, h, w: 2 * (h * w) ** 2 * c + h * w * c * c,
+           "(HW x HW)", capsys=capsys)
+
+    count = ex.solution_dsm_block_parameter_count
+
+    def parts(c, h, w, num_groups=4, spectrum_length=4, mlp_ratio=4.0, *, floor=16,
+              hidden_of=int):
+        bands = num_groups * spectrum_length**2
+        hidden = max(floor, round(bands / 2))
+        dswg = 2 * bands + 2 * bands * hidden + hidden + bands
+        mlp_hidden = hidden_of(c * mlp_ratio)
+        return 4 * c + h * w * c + dswg + c * c + c + 2 * c * mlp_hidden + mlp_hidden + c
+
+    assert ex.check_dsm_block_parameter_count(parts)  # the helper itself is right
+    capsys.readouterr()
+    _fails(ex.check_dsm_block_parameter_count, lambda c, h, w, **k: count(c, h, w, **k) - h * w * c,
+           "H*W*C", capsys=capsys)
+    _fails(ex.check_dsm_block_parameter_count, lambda c, h, w, **k: count(c, h, w, **k) - 4 * c,
+           "two LayerNorms", capsys=capsys)
+    _fails(ex.check_dsm_block_parameter_count, lambda *a, **k: parts(*a, **k, floor=0),
+           "G = 2, L = 2", "never drops below 16", capsys=capsys)
+    _fails(ex.check_dsm_block_parameter_count, lambda *a, **k: parts(*a, **k, hidden_of=round),
+           "mlp_ratio = 2.5", "rounded down", capsys=capsys)
+
+    def resize(weight, size, **options):
+        grid = weight.flatten(2).movedim(-1, 0)[None]
+        out = torch.nn.functional.interpolate(grid, size=size, **options)[0]
+        return out.movedim(0, -1).reshape(*size, *weight.shape[2:])
+
+    _fails(ex.check_resize_static_weight,
+           lambda w, s: resize(w, s, mode="bilinear", align_corners=True), "align_corners",
+           capsys=capsys)
+    _fails(ex.check_resize_static_weight, lambda w, s: resize(w, s, mode="nearest"),
+           "nearest-neighbour", capsys=capsys)
+    _fails(ex.check_resize_static_weight,
+           lambda w, s: resize(w, s, mode="bilinear", antialias=True), "shrunk to 8 x 8",
+           "antialias", capsys=capsys)
+    _fails(ex.check_resize_static_weight,
+           lambda w, s: ex.solution_resize_static_weight(w, s).movedim(-1, 0), "(H, W) first",
+           capsys=capsys)
+
+
+def test_resize_check_moves_a_real_checkpoint(capsys):
+    """A resize that agrees on the small weights but breaks on the model's (here: on more than
+    16 channels) is caught by the checkpoint case."""
+    from dsm_ref.exercises import blocks as ex
+
+    def breaks_on_wide_weights(weight, size):
+        out = ex.solution_resize_static_weight(weight, size)
+        return out * 1.01 if weight.shape[-1] > 32 else out
+
+    _fails(ex.check_resize_static_weight, breaks_on_wide_weights, "dsm_nano checkpoint",
+           capsys=capsys)
 
 
 # --- notebook 05 ---------------------------------------------------------------------------------

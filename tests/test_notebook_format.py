@@ -66,3 +66,11 @@ def test_no_widget_state_is_stored(path):
     views = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
              for output in cell.outputs if WIDGET_VIEW_MIME in output.get("data", {})]
     assert not views, f"{path.name} stores widget views in cells {views}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_notebook_stays_under_2_mb(path):
+    """Clones and diffs stay quick: figures are stored as compact PNGs
+    (``dsm_ref.viz.use_compact_retina_png``), not one per slider position."""
+    size = path.stat().st_size
+    assert size < 2_000_000, f"{path.name} is {size / 1e6:.2f} MB"

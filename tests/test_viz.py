@@ -238,3 +238,35 @@ def test_strip_widget_outputs(tmp_path):
     before = path.read_bytes()
     assert viz.strip_widget_outputs([path]) == []  # nothing left: not rewritten
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["colour", "gray", "few colours", "transparent"])
+def test_compact_png_keeps_every_pixel_in_no_more_bytes(image, kind):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if kind == "colour":
+        fig = viz.radial_filter_figure(image, 0.0, 0.2)
+    else:
+        fig, ax = plt.subplots(figsize=(2, 2), dpi=60)
+        if kind == "gray":
+            ax.imshow(image, cmap="gray")
+        else:
+            ax.bar([0, 1, 2], [1, 3, 2], color=["C0", "C1", "C2"])
+        if kind == "transparent":
+            fig.patch.set_alpha(0.0)
+    png = viz.figure_png(fig)
+    plt.close(fig)
+    compact = viz.compact_png(png)
+    assert len(compact) <= len(png)
+
+    def pixels(data):
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+    assert np.array_equal(pixels(compact), pixels(png))
+    if kind == "transparent":
+        assert compact == png  # transparency is kept as it was
+    elif kind == "gray":
+        assert Image.open(io.BytesIO(compact)).mode in ("L", "P")

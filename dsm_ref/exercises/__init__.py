@@ -11,9 +11,9 @@ solution; ``check_<exercise>(solution_<exercise>)`` is ``True`` (``tests/test_ex
 One module per notebook:
 
 - :mod:`.dct`: notebook 01, the DCT from scratch;
-- ``spectrum``: notebook 02 (not written yet);
+- :mod:`.spectrum`: notebook 02, the spectrum interactively;
 - :mod:`.dswg`: notebook 03, the Dynamic Spectrum Weight Generator;
-- ``blocks``: notebook 04 (not written yet);
+- :mod:`.blocks`: notebook 04, the DSM block and the model family;
 - :mod:`.training`: notebook 05, training;
 - :mod:`.ablations`: notebook 06, ablations and their statistics;
 - :mod:`.complexity`: notebook 07, complexity and speed;
