@@ -28,6 +28,7 @@ from torch import Tensor
 
 from . import spectrum
 from .stats import paired_comparison
+from .train.tasks import METRIC_LABELS
 
 __all__ = [
     "fft_radial_frequency",
@@ -598,9 +599,6 @@ def strip_widget_outputs(paths: Sequence[str]) -> list[str]:
     return changed
 
 
-_AXIS_LABELS = {"test_top1": "test top-1 (%)", "test_miou": "test mIoU (%)",
-                "test_map": "test mAP (%)", "test_map_50": "test mAP@50 (%)"}
-
 
 def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: int = 80):
     """One ablation study on one or more datasets: its metric per arm (dots: seeds, bar: mean +-
@@ -627,7 +625,7 @@ def show_study(records: Sequence[Mapping[str, Any]], *, size: float = 3.2, dpi: 
                          capsize=4, markersize=7)
             top.scatter([x] * len(seeds), seeds, color="C1", s=14, zorder=3)
         top.set_title(f"{record['study']} on {record['dataset']}", fontsize=10)
-        top.set_ylabel(_AXIS_LABELS.get(metric, metric))
+        top.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)}")
         paired = {p["arm"]: p for p in record["paired_differences"]}
         for x, name in zip(positions, names, strict=True):
             if name not in paired:

@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 
 from ..stats import adjust_family, format_comparison, paired_comparison
+from ..train.tasks import METRIC_LABELS
 from .studies import DENSE_STUDIES, SCHEMA, STUDIES, Study
 
 __all__ = ["paired_statistics", "with_statistics", "load_study", "study_table", "verdict",
@@ -66,9 +67,6 @@ def load_study(path: str | os.PathLike) -> dict:
 
 
 # How each metric is labelled in the tables.
-METRIC_LABELS = {"test_top1": "top-1 %", "test_miou": "mIoU %",
-                 "test_pixel_accuracy": "pixel acc. %", "test_map": "mAP %",
-                 "test_map_50": "mAP@50 %"}
 
 
 def _metrics(record: dict) -> list[str]:

@@ -36,7 +36,12 @@ from ..data import Datasets, collate_detection, datasets_task
 from .evaluation import _evaluate_sums, _metrics_from_sums
 from .runtime import _autocast
 
-__all__ = ["Task", "make_task"]
+__all__ = ["Task", "make_task", "METRIC_LABELS"]
+
+# How tables and plots name the test metrics the tasks log (percent).
+METRIC_LABELS = {"test_top1": "top-1 %", "test_miou": "mIoU %",
+                 "test_pixel_accuracy": "pixel acc. %", "test_map": "mAP %",
+                 "test_map_50": "mAP@50 %"}
 
 
 class Task:
