@@ -332,9 +332,12 @@ def test_mixer_arms_are_registry_mixers_with_options():
         "attention": lambda: Attention(C, (H, W)),
         "dwconv7": lambda: DepthwiseConvMixer(C, (H, W), kernel_size=7),
     }
+    assert set(expected) | {"gfnet_upstream"} == set(bench.MIXER_ARMS)
     x = torch.randn(B, H, W, C)
     for label, arm in bench.MIXER_ARMS.items():
         assert arm.token_mixer in TOKEN_MIXERS, label
+        if arm.implementation is not None:
+            continue  # another implementation of the registry mixer: checked below
         torch.manual_seed(0)
         mine = bench.MIXERS[label](C, (H, W)).eval()
         torch.manual_seed(0)
@@ -412,3 +415,21 @@ def test_report_renders_from_stored_records_without_measuring(tmp_path):
     assert "| dsm_matmul | `dsm` | `dct_method='matmul'` |" in text
     assert "time(gfnet) / time(dsm_matmul), median over C (range): 14²: **1.20x**" in text
     assert "| DSM mixer faster than GFNet filter at every size, CPU fp32 | faster at " in text
+
+
+@pytest.mark.parametrize("size", [(14, 14), (7, 10)])
+def test_gfnet_upstream_arm_computes_what_our_gfnet_mixer_computes(size):
+    """The same weights give the same output: a time gap between the two arms is overhead of
+    ours (checks, the weight resize), not another computation."""
+    ours = GlobalFilter(C, size).eval()
+    upstream = bench.MIXERS["gfnet_upstream"](C, size).eval()
+    with torch.no_grad():
+        upstream.complex_weight.copy_(ours.spectral_weight)
+        upstream.proj.load_state_dict(ours.proj.state_dict())
+    x = torch.randn(B, *size, C)
+    with torch.no_grad():
+        torch.testing.assert_close(upstream(x), ours(x), rtol=1e-6, atol=1e-7)
+    assert bench.MIXER_ARMS["gfnet_upstream"].describe()["implementation"] == (
+        "dsm_ref.bench.arms.GFNetUpstreamFilter")
+    assert bench.mixer_flops("gfnet_upstream", C, size).total == bench.mixer_flops(
+        "gfnet", C, size).total

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ..flops import FlopCount, image_model_flops, token_mixer_flops
 from ..models import TOKEN_MIXERS, create_model, mixer_options
 
 __all__ = [
+    "GFNetUpstreamFilter",
     "MixerArm",
     "MIXER_ARMS",
     "MIXERS",
@@ -32,26 +34,66 @@ __all__ = [
 ]
 
 
+class GFNetUpstreamFilter(nn.Module):
+    """GFNet's global filter as its authors' ``GlobalFilter`` runs it (Rao et al., 2021), plus
+    the output projection every mixer here has: the reference our ``gfnet`` mixer is timed
+    against, so that a gap between the two is ours, not GFNet's.
+
+    ``x: (B, H, W, C) -> (B, H, W, C)``: viewed as GFNet's ``(B, N, C)`` tokens, cast to float32,
+    ``rfft2`` (orthonormal), times the complex weight ``(H, W // 2 + 1, C)`` (stored as ``(...,
+    2)`` real, ``0.02 * N(0, 1)``), ``irfft2`` back, reshaped, cast to the input dtype, then
+    ``Linear(C, C)``. Unlike :class:`dsm_ref.mixers.GlobalFilter` it neither checks its input nor
+    resizes its weight: it runs at its build size only.
+    """
+
+    def __init__(self, dim: int, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        height, width = input_size
+        self.complex_weight = nn.Parameter(torch.randn(height, width // 2 + 1, dim, 2) * 0.02)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, h, w, c = x.shape
+        tokens = x.reshape(b, h * w, c)  # GFNet's blocks hand the filter (B, N, C)
+        y = tokens.view(b, h, w, c).to(torch.float32)
+        y = torch.fft.rfft2(y, dim=(1, 2), norm="ortho")
+        y = y * torch.view_as_complex(self.complex_weight)
+        y = torch.fft.irfft2(y, s=(h, w), dim=(1, 2), norm="ortho").reshape(b, h * w, c)
+        return self.proj(y.view(b, h, w, c).to(x.dtype))
+
+
 @dataclass(frozen=True)
 class MixerArm:
     """One benchmarked token mixer: the registry mixer ``token_mixer`` built with ``options``,
     named ``label`` in records, tables and plots. An unknown mixer or option raises
-    ``ValueError`` when the arm is made."""
+    ``ValueError`` when the arm is made. ``implementation``: another module computing the same
+    mixer (e.g. :class:`GFNetUpstreamFilter` for ``gfnet``), built as ``implementation(dim,
+    input_size, **options)`` instead of the registry's."""
 
     label: str
     token_mixer: str
     options: dict[str, Any] = field(default_factory=dict)
+    implementation: type[nn.Module] | None = None
 
     def __post_init__(self) -> None:
-        mixer_options(self.token_mixer, self.options)  # checks the mixer and option names
+        if self.implementation is None:
+            mixer_options(self.token_mixer, self.options)  # checks the mixer and option names
 
     def build(self, dim: int, input_size: tuple[int, int]) -> nn.Module:
-        """The mixer ``TOKEN_MIXERS[token_mixer](dim, input_size, **options)``."""
-        return TOKEN_MIXERS[self.token_mixer](dim, input_size, **self.options)
+        """The mixer ``TOKEN_MIXERS[token_mixer](dim, input_size, **options)`` (or the
+        ``implementation``'s)."""
+        build = self.implementation or TOKEN_MIXERS[self.token_mixer]
+        return build(dim, input_size, **self.options)
 
     def describe(self) -> dict[str, Any]:
-        """``{"token_mixer", "options"}``: what a record stores for the label."""
-        return {"token_mixer": self.token_mixer, "options": dict(self.options)}
+        """``{"token_mixer", "options"}`` (and ``"implementation"``, a class path, when the arm
+        has one): what a record stores for the label."""
+        described: dict[str, Any] = {"token_mixer": self.token_mixer,
+                                     "options": dict(self.options)}
+        if self.implementation is not None:
+            described["implementation"] = (f"{self.implementation.__module__}."
+                                           f"{self.implementation.__qualname__}")
+        return described
 
 
 MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
@@ -60,12 +102,14 @@ MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
     MixerArm("dsm_static", "static"),
     MixerArm("dsm_log_of_mean", "dsm", {"descriptor": "log_of_mean"}),
     MixerArm("gfnet", "gfnet"),
+    MixerArm("gfnet_upstream", "gfnet", implementation=GFNetUpstreamFilter),
     MixerArm("attention", "attention"),
     MixerArm("dwconv7", "dwconv", {"kernel_size": 7}),
 )}
 """Benchmarked mixers by label. ``dsm_static`` (no DSWG) shows what the band selector costs;
 ``dsm_matmul`` is the default DSM mixer; ``dsm_log_of_mean`` is it with the DSWG descriptor that
-takes one logarithm per channel group instead of one per channel."""
+takes one logarithm per channel group instead of one per channel; ``gfnet_upstream`` is GFNet's
+filter as its authors' code computes it (:class:`GFNetUpstreamFilter`), beside ours (``gfnet``)."""
 
 MIXERS: dict[str, Callable[..., nn.Module]] = {
     label: arm.build for label, arm in MIXER_ARMS.items()}

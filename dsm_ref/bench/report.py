@@ -251,10 +251,12 @@ def _arms_section(by_key: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     if not arms:
         return []
     rows = [[label, f"`{arm['token_mixer']}`",
-             ", ".join(f"`{k}={v!r}`" for k, v in arm["options"].items()) or "-"]
+             ", ".join(f"`{k}={v!r}`" for k, v in arm["options"].items()) or "-",
+             f"`{arm['implementation']}`" if arm.get("implementation") else "the registry's"]
             for label, arm in arms.items()]
     return ["## Mixer arms", "",
-            _table(["label", "`dsm_ref.models.TOKEN_MIXERS` name", "options"], rows), ""]
+            _table(["label", "`dsm_ref.models.TOKEN_MIXERS` name", "options", "implementation"],
+                   rows), ""]
 
 
 def _graph_break_section(by_key: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
@@ -323,7 +325,8 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
             continue
         prec = r["settings"]["precision"]
         for mode in r["settings"]["modes"]:
-            for other in ("gfnet", "attention", "dsm_static", "dsm_log_of_mean"):
+            for other in ("gfnet", "gfnet_upstream", "attention", "dsm_static",
+                          "dsm_log_of_mean"):
                 if other in r["settings"]["mixers"] and "dsm_matmul" in r["settings"]["mixers"]:
                     ratios = _ratio_line(r, "dsm_matmul", other, mode)
                     out.append(f"- {device} {prec}, {mode}: time({other}) / time(dsm_matmul), "
