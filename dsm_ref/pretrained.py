@@ -1,12 +1,15 @@
 """Trained weights shipped inside the package: which variants have them, how they are stored, and
-how ``create_model(name, pretrained=True)`` loads them.
+how ``create_model(name, pretrained=True)`` loads them. :data:`SHIPPED_WEIGHTS` names the file of
+each variant that has one (``dsm_micro``: CIFAR-10, trained by the ``cifar10-dsm_micro-long``
+preset); :func:`pretrained_models` lists those whose file is present in this copy.
 
 A weights file ``dsm_ref/weights/<variant>-<dataset>.pt`` (format :data:`WEIGHTS_FORMAT`) holds
 the model's state dict in float16 (half the bytes of float32; the loader casts back), the
 variant's name and the options it was built with, the preprocessing its inputs need and the
-sha256 of the state's bytes. Beside it, ``<variant>-<dataset>.json`` is its training record: the
-command, the config, every epoch's metrics, and the accuracy of these float16 weights on the test
-set. ``python -m dsm_ref export`` writes both from a finished training run.
+sha256 of the state (:func:`state_digest`: names, dtypes, shapes and bytes). Beside it,
+``<variant>-<dataset>.json`` is its training record: the command, the config, every epoch's
+metrics, and the accuracy of these float16 weights on the test set. ``python -m dsm_ref export``
+writes both from a finished training run.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ def weights_path(name: str) -> Path:
                            "it, or load your own checkpoint")
     path = WEIGHTS_DIR / f"{SHIPPED_WEIGHTS[name]}.pt"
     if not path.is_file():
-        raise WeightsError(f"the weights of {name!r} should be at {path}, which is missing: this "
-                           "installation of dsm_ref lacks its package data (reinstall it)")
+        raise WeightsError(f"the weights of {name!r} are not in this copy of dsm_ref (expected "
+                           f"at {path}): a checkout from before they were trained and exported "
+                           "(python -m dsm_ref export RUN), or an installation without its "
+                           "package data")
     return path
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suites on one device and regenerates BENCHMARKS.md from every stored result.
 #
-#   scripts/run_benchmarks.sh            # CPU, fp32: ~10-15 min on 2 cores
+#   scripts/run_benchmarks.sh            # CPU, fp32: ~25-35 min on 2 cores (with torch.compile)
 #   THREADS=1 scripts/run_benchmarks.sh  # one intra-op thread (steadier when others load the CPU)
 #   scripts/run_benchmarks.sh cuda       # CUDA, bf16 autocast, models with and without compile
 #
@@ -21,11 +21,13 @@ start=$(date +%s)
 if [ "$DEVICE" = cpu ]; then
     "$PYTHON" -m dsm_ref bench dct --device cpu "${THREAD_ARGS[@]}" --target-time 0.2 --rounds 3 \
         --json "$OUT/cpu_dct.json"
+    # the default DSM mixer also compiled, interleaved with the eager arms (+10-15 min)
     "$PYTHON" -m dsm_ref bench mixers --device cpu "${THREAD_ARGS[@]}" --tokens 6272 \
-        --target-time 0.1 --rounds 3 --warmup 1 --max-call-time 1.0 --json "$OUT/cpu_mixers.json"
+        --target-time 0.1 --rounds 3 --warmup 1 --max-call-time 1.0 --compile both \
+        --compile-mixers dsm_matmul --json "$OUT/cpu_mixers.json"
     "$PYTHON" -m dsm_ref bench models --device cpu "${THREAD_ARGS[@]}" --batch 16 \
-        --train-batch 8 --target-time 0.3 --warmup 1 --min-reps 1 --rounds 7 \
-        --json "$OUT/cpu_models.json"
+        --train-batch 8 --target-time 0.3 --warmup 1 --min-reps 1 --rounds 7 --compile both \
+        --compile-models dsm_s --json "$OUT/cpu_models.json"
 else
     "$PYTHON" -m dsm_ref bench dct --device "$DEVICE" --dtype float32 --json "$OUT/cuda_dct.json"
     "$PYTHON" -m dsm_ref bench mixers --device "$DEVICE" --dtype bfloat16 --max-call-time 0.5 \

@@ -433,3 +433,19 @@ def test_gfnet_upstream_arm_computes_what_our_gfnet_mixer_computes(size):
         "dsm_ref.bench.arms.GFNetUpstreamFilter")
     assert bench.mixer_flops("gfnet_upstream", C, size).total == bench.mixer_flops(
         "gfnet", C, size).total
+
+
+@pytest.mark.slow
+def test_mixers_eager_and_compiled_interleaved_in_one_run(tmp_path):
+    """--compile both: every mixer twice, the compiled one labelled <mixer>+compile, timed in
+    the same rounds, and BENCHMARKS.md gets the compiled / eager ratio (about 30 s: inductor
+    compiles on the CPU)."""
+    record = _run_cli(tmp_path, "mixers", "--mixers", "dsm_static", "gfnet", "--dims", "8",
+                      "--grids", "7", "--modes", "inference", "--compile", "both",
+                      "--compile-mixers", "dsm_static", "--rounds", "2")
+    rows = {(r["mixer"], r["compiled"]): r for r in record["results"]}
+    assert set(rows) == {("dsm_static", False), ("dsm_static+compile", True), ("gfnet", False)}
+    assert all(r["inference"]["ms_per_image"] > 0 for r in rows.values())
+    assert record["settings"]["compile_modes"] == [False, True]
+    text = bench.render_report([record])
+    assert "time(dsm_static, compiled) / time(dsm_static, eager)" in text

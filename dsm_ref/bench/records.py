@@ -27,6 +27,7 @@ from ..provenance import provenance
 from .arms import mixer_arms
 
 __all__ = [
+    "COMPILED_SUFFIX",
     "SCHEMA_VERSION",
     "CONVENTIONS",
     "PRECISIONS",
@@ -35,6 +36,8 @@ __all__ = [
     "upgrade_record",
     "load_records",
 ]
+
+COMPILED_SUFFIX = "+compile"  # the label of a mixer timed under torch.compile: "gfnet+compile"
 
 SCHEMA_VERSION = 2
 """2: ``machine`` from :func:`dsm_ref.provenance.provenance` (``cpu_count``, ``git``), precision

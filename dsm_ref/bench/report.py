@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .records import upgrade_record
+from .records import COMPILED_SUFFIX, upgrade_record
 from .targets import speed_targets
 
 __all__ = ["render_report"]
@@ -331,6 +331,11 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
                     ratios = _ratio_line(r, "dsm_matmul", other, mode)
                     out.append(f"- {device} {prec}, {mode}: time({other}) / time(dsm_matmul), "
                                f"median over C (range): {ratios}")
+            if set(r["settings"].get("compile_modes", [])) == {False, True}:
+                for name in r["settings"].get("compile_mixers") or r["settings"]["mixers"]:
+                    ratios = _ratio_line(r, name, name + COMPILED_SUFFIX, mode)
+                    out.append(f"- {device} {prec}, {mode}: time({name}, compiled) / "
+                               f"time({name}, eager), median over C (range): {ratios}")
     for (suite, device), r in sorted(by_key.items()):
         if suite != "models":
             continue

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..dct import dct2
 from ..flops import count_flops, count_params
 from .arms import MIXERS, build_model, mixer_arms, mixer_flops, model_flops
-from .records import _load_average, new_record, precision_name, save_record
+from .records import COMPILED_SUFFIX, _load_average, new_record, precision_name, save_record
 from .timing import (
     Timing,
     _best_peaks,
@@ -292,7 +292,8 @@ def bench_mixers(
     *,
     tokens: int = 6272,
     modes: Sequence[str] = ("inference", "train"),
-    compile: bool = False,
+    compile_modes: Sequence[bool] = (False,),
+    compile_mixers: Sequence[str] | None = None,
     max_call_time: float = 2.0,
     fit_min_tokens: int = 784,
     rounds: int = 1,
@@ -313,6 +314,11 @@ def bench_mixers(
     warm-up and adaptive repetitions, the others without warm-up); each reports its fastest
     round and every round's median, so the ratios between mixers at one size are measured
     under the same conditions.
+
+    ``compile_modes``: ``(False,)`` eager, ``(True,)`` ``torch.compile`` (default options),
+    ``(False, True)`` both, interleaved in the same rounds; a compiled mixer's rows are labelled
+    ``<label>+compile`` (its compile time is in the first round's ``first_call_s``).
+    ``compile_mixers``: compile only these labels (default: all).
     """
     settings = settings or Settings()
     unknown = sorted(set(mixers) - set(MIXERS))
@@ -320,7 +326,9 @@ def bench_mixers(
         raise ValueError(f"unknown mixers {unknown}; expected some of {sorted(MIXERS)}")
     record = _new_record("mixers", settings, dict(
         mixers=list(mixers), mixer_arms=mixer_arms(mixers), dims=list(dims), grids=list(grids),
-        tokens=tokens, modes=list(modes), compile=compile, max_call_time=max_call_time,
+        tokens=tokens, modes=list(modes), compile_modes=[bool(c) for c in compile_modes],
+        compile_mixers=None if compile_mixers is None else list(compile_mixers),
+        max_call_time=max_call_time,
         fit_min_tokens=fit_min_tokens, rounds=rounds), command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
     budget = _TimingBudget(settings.time_budget)
@@ -330,9 +338,12 @@ def bench_mixers(
     for n, dim in _progress(groups, settings, "mixers"):
         size, batch = (n, n), max(1, tokens // (n * n))
         calls: list[tuple[dict[str, Any], Callable[[], Any], float]] = []  # (entry, run, bytes)
-        for name in mixers:
-            row: dict[str, Any] = dict(mixer=name, dim=dim, grid=[n, n], tokens=n * n,
-                                       batch=batch)
+        points = [(name, c) for name in mixers for c in compile_modes
+                  if not c or compile_mixers is None or name in compile_mixers]
+        for name, compiled in points:
+            label = f"{name}{COMPILED_SUFFIX}" if compiled else name
+            row: dict[str, Any] = dict(mixer=label, dim=dim, grid=[n, n], tokens=n * n,
+                                       batch=batch, compiled=bool(compiled))
             record["results"].append(row)
             if budget.exceeded():
                 row["skipped"] = "time budget"
@@ -340,7 +351,7 @@ def bench_mixers(
             torch.manual_seed(settings.seed)
             mixer = MIXERS[name](dim, size).to(device)
             row["params"] = count_params(mixer)
-            runner = torch.compile(mixer) if compile else mixer
+            runner = torch.compile(mixer) if compiled else mixer
             x = torch.randn(batch, *size, dim, device=device, dtype=dtype)
             for mode in modes:
                 train = mode == "train"

@@ -45,6 +45,9 @@ def _precision(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+_COMPILE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` sub-command: ``dct``, ``mixers``, ``models`` or ``report``."""
     common = argparse.ArgumentParser(add_help=False)
@@ -84,7 +87,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--tokens", type=int, default=None, help="batch = tokens // N**2")
     mix.add_argument("--modes", nargs="+", choices=("inference", "train"),
                      default=["inference", "train"])
-    mix.add_argument("--compile", action="store_true", help="torch.compile each mixer")
+    mix.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                     help="torch.compile the mixers: off (default), on, or both: eager and "
+                          "compiled interleaved in the same rounds (labels <mixer>+compile)")
+    mix.add_argument("--compile-mixers", nargs="+", choices=list(MIXERS), default=None,
+                     help="compile only these (default: all)")
     mix.add_argument("--max-call-time", type=float, default=2.0,
                      help="skip points whose FLOPs at the matmul peak exceed this (s)")
     mix.add_argument("--fit-min-tokens", type=int, default=784)
@@ -226,12 +233,13 @@ def cli_main(args: argparse.Namespace) -> int:
         record = bench_mixers(
             args.mixers, _pick(args, "dims", (64, 128, 256, 512)),
             _pick(args, "grids", (14, 28, 56, 112, 224)), tokens=_pick(args, "tokens", 6272),
-            modes=args.modes, compile=args.compile, max_call_time=args.max_call_time,
+            modes=args.modes, compile_modes=_COMPILE_MODES[args.compile],
+            compile_mixers=args.compile_mixers, max_call_time=args.max_call_time,
             fit_min_tokens=args.fit_min_tokens, rounds=_pick(args, "rounds", 1),
             settings=settings, json_path=args.json, command=command)
     else:
         compile_flag = args.compile or ("both" if settings.device.type == "cuda" else "off")
-        compile_modes = {"off": (False,), "on": (True,), "both": (False, True)}[compile_flag]
+        compile_modes = _COMPILE_MODES[compile_flag]
         record = bench_models(
             _pick(args, "models", ("dsm_t", "dsm_s", "dsm_s-gfnet", "swin_t", "convnext_tiny")),
             img_size=_pick(args, "img_size", 224), batch=_pick(args, "batch", 16),

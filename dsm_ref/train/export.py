@@ -48,7 +48,8 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     and its record to ``<stem>.json``; returns the record.
 
     ``stem`` defaults to ``<model>-<data>`` (e.g. ``dsm_micro-cifar10``). The record holds the
-    run's command, config, per-epoch history and final metrics, the file's size and sha256, and
+    run's command, config, per-epoch history and final metrics, the file's size, the sha256 of
+    its state (:func:`dsm_ref.pretrained.state_digest`, not of the file's bytes), and
     ``shipped_test``: loss and top-1/top-5 of the stored float16 weights on the run's test set
     (needs the dataset, e.g. ``DSM_DATA_DIR``).
     """
