@@ -9,17 +9,23 @@ The orthonormal DCT-II of a length-``N`` signal ``x`` is
 i.e. ``X = C @ x`` with an orthogonal matrix ``C`` (``C @ C.T == I``), so the inverse (the
 orthonormal DCT-III) is ``x = C.T @ X``. This matches ``scipy.fft.dct(x, type=2, norm="ortho")``.
 
-Two implementations share one signature:
+Two implementations share one signature, and ``method="auto"`` picks one per grid size and device
+(:func:`resolve_method`, from the crossovers measured in :data:`AUTO_CROSSOVER`):
 
 - ``method="matmul"`` (default): one matmul with a cached ``C`` per (n, dtype, device). Exact, fast
   for the token grids of a vision backbone (7..56), exports to ONNX at any input size (under
   ``torch.onnx.export(dynamo=True)`` with dynamic sizes, ``C`` is built inside the graph).
 - ``method="fft"``: Makhoul's reordering (1980): a real-input FFT of the even/odd re-ordered
-  signal and a twiddle, O(N log N). A 2D transform takes one ``rfft2`` (inverse: one
-  ``irfft2``) with the order applied by one gather per axis, a 1D transform one ``rfft``; no
-  axis is moved. Slower than the matmul at the sizes measured (BENCHMARKS.md). Not exportable
-  (its twiddles are complex, which ONNX cannot represent): ``torch.export`` and
+  signal and a twiddle, O(N log N) per axis. A 2D transform takes one ``rfft2`` (inverse: one
+  ``irfft2``), Makhoul's order as one gather over the flattened grid, and the twiddles of both
+  axes as two passes over the half spectrum; its backward is the inverse transform (the DCT is
+  orthonormal), not a replay of every pass. A 1D transform takes one ``rfft``; no axis is
+  moved. On CPU it overtakes the matmul only near 1024 (:data:`AUTO_CROSSOVER`). Not
+  exportable (its twiddles are complex, which ONNX cannot represent): ``torch.export`` and
   ``torch.onnx.export`` raise a clear error.
+- ``method="scipy"``: ``scipy.fft.dctn`` (pocketfft's native real DCT) on CPU tensors, wrapped
+  for autograd. The fastest CPU path from about 320 per side; not on GPUs, not traceable by
+  ``torch.compile`` (a graph break) or the exporters (a clear error).
 
 Half-precision inputs (bf16/fp16) are computed in float32 and returned in the input dtype, so the
 error stays near float32's. Under ``torch.autocast`` the transform runs with autocast turned off
@@ -50,9 +56,23 @@ __all__ = [
     "idct2_fft",
     "METHODS",
     "full_precision",
+    "resolve_method",
+    "AUTO_CROSSOVER",
 ]
 
-METHODS = ("matmul", "fft")
+METHODS = ("auto", "matmul", "fft", "scipy")
+
+# method="auto": per device type, ``(size, method)``: grids whose longest transformed axis is at
+# least ``size`` take ``method``, smaller ones the matmul; ``None``: always the matmul. Measured
+# on CPU, fp32, one thread, 64 channels (data/bench/cpu_dct.json, made by
+# `python -m dsm_ref bench dct --device cpu --threads 1 --sizes 7 14 28 56 112 224 320 448 640
+# 768 1024 --target-time 0.2 --rounds 3`), time over the matmul's, channels-last: scipy 1.04 at
+# 224, 0.69 at 320, 0.48 at 448, 0.30 at 1024; our FFT path 2.7 at 224, 1.6 at 448, 1.1 at 1024.
+# The matmul's N multiply-adds per value run near the machine's matmul peak; pocketfft's native
+# DCT (scipy) overtakes it from 320 on; our FFT path, whose log2 N work is spread over
+# memory-bound passes (reorders, twiddles, layout changes), only near 1024. No crossover is
+# measured on CUDA yet (scripts/gpu_check.sh measures it), so CUDA keeps the matmul.
+AUTO_CROSSOVER: dict[str, tuple[int, str] | None] = {"cpu": (320, "scipy"), "cuda": None}
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
@@ -97,13 +117,16 @@ def full_precision(device_type: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _refuse_export() -> None:
-    """The FFT path builds complex constants (twiddles), which ONNX cannot represent: the
-    exporters fail deep inside the conversion, so an export stops here with a clear error."""
+def _refuse_export(method: str) -> None:
+    """The FFT path builds complex constants (twiddles), which ONNX cannot represent, and the
+    scipy path leaves torch: the exporters would fail deep inside the conversion, so an export
+    stops here with a clear error."""
     if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        reason = ("uses complex tensors, which ONNX cannot represent" if method == "fft"
+                  else "runs outside torch (scipy.fft)")
         raise NotImplementedError(
-            "the DCT with method='fft' uses complex tensors, which ONNX cannot represent, so it "
-            "cannot be exported; use dct_method='matmul' (it exports at any input size)"
+            f"the DCT with method={method!r} {reason}, so it cannot be exported; use "
+            "dct_method='matmul' or 'auto' (they export at any input size)"
         )
 
 
@@ -257,73 +280,177 @@ def _full_twiddle(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return cached_constant(("twiddle", n, dtype, torch.device(device)), build)
 
 
-def _mirror(t: Tensor, dim: int, count: int) -> Tensor:
-    """``count`` entries along ``dim``: 0 at index 0, then ``t[n - k]`` for ``k = 1 .. count-1``
-    (the partner ``n - k`` of each frequency, with ``t[n] = 0``)."""
-    n = t.shape[dim]
-    return torch.cat([torch.zeros_like(t.narrow(dim, 0, 1)),
-                      t.narrow(dim, n - count + 1, count - 1).flip(dim)], dim=dim)
+def _reorder(x: Tensor, d1: int, d2: int, inverse: bool) -> Tensor:
+    """Makhoul's order on both axes (``inverse=True``: its inverse): one gather over the
+    flattened grid when the two axes are adjacent (``d2 == d1 + 1``: channels-last and
+    channels-first tokens), else one per axis."""
+    n1, n2 = x.shape[d1], x.shape[d2]
+    pick = 1 if inverse else 0
+    index1 = _makhoul_constants(n1, x.dtype, x.device)[pick]
+    index2 = _makhoul_constants(n2, x.dtype, x.device)[pick]
+    if d2 != d1 + 1:
+        return x.index_select(d1, index1).index_select(d2, index2)
+    flat = cached_constant(("makhoul_grid", inverse, n1, n2, torch.device(x.device)),
+                           lambda: (index1[:, None] * n2 + index2[None, :]).flatten())
+    return x.flatten(d1, d2).index_select(d1, flat).unflatten(d1, (n1, n2))
 
 
-def _fft_dct2(x: Tensor, d1: int, d2: int) -> Tensor:
-    """Orthonormal 2D DCT-II over ``(d1, d2)`` through one real 2D FFT (Makhoul in 2D).
+def _makhoul_2d_coefficients(n1: int, n2: int, dtype: torch.dtype, device: torch.device
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-frequency complex factors ``(n1, n2 // 2 + 1)`` of the 2D transforms (see
+    :func:`_fft_dct2`): ``A = w1 w2 s1 s2 / 2`` and ``B = conj(w1) w2 s1 s2 / 2`` of the forward
+    transform; ``G = conj(w1 w2) / (s1 s2)`` and ``H = -i G`` (0 on row 0) of the inverse. Cached per size."""
+    def build():
+        half = n2 // 2 + 1
+        w1 = _full_twiddle(n1, torch.float64, device).to(torch.complex128)[:, None]
+        w2 = _full_twiddle(n2, torch.float64, device).to(torch.complex128)[None, :half]
+        s1 = _makhoul_constants(n1, torch.float64, device)[4][:, None]
+        s2 = _makhoul_constants(n2, torch.float64, device)[4][None, :half]
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        forward_a = w1 * w2 * (s1 * s2 / 2)
+        forward_b = w1.conj() * w2 * (s1 * s2 / 2)
+        inverse_g = (w1 * w2).conj() / (s1 * s2)
+        inverse_h = -1j * inverse_g
+        inverse_h[0] = 0  # row 0 has no partner in the inverse: X(n1, k2) reads 0
+        return tuple(t.to(complex_dtype) for t in
+                     (forward_a, forward_b, inverse_g, inverse_h))
+    return cached_constant(("makhoul_2d", n1, n2, dtype, torch.device(device)), build)
 
-    With ``V = rfft2`` of the doubly reordered input, ``P = w2 V(k1, k2)`` and
-    ``Q = conj(w2) conj(V(-k1, k2))`` for ``k2 <= n2 // 2`` (``V(k1, -k2) = conj V(-k1, k2)`` for
-    a real input): ``X(k1, k2) = Re(w1 (P + Q)) / 2`` and ``X(k1, n2 - k2) = -Im(w1 (P - Q)) / 2``,
-    times the orthonormal scales (``w = exp(-i pi k / 2n)``)."""
-    n1, n2, ndim = x.shape[d1], x.shape[d2], x.ndim
-    order1, _, _, _, scale1 = _makhoul_constants(n1, x.dtype, x.device)
-    order2, _, w2, half_scale2, _ = _makhoul_constants(n2, x.dtype, x.device)
-    v = x.index_select(d1, order1).index_select(d2, order2)
-    spectrum = torch.fft.rfft2(v, dim=(d1, d2))  # (.., n1, .., n2 // 2 + 1, ..)
-    partner = spectrum.index_select(d1, _flip_index(n1, x.device)).conj()
-    # The orthonormal scales ride on the twiddles: s2(k2) (= s2(n2 - k2) for k2 >= 1) on w2,
-    # s1(k1) / 2 on w1, so no pass over the output is spent on scaling.
-    w2 = _along(w2 * half_scale2, d2, ndim)
-    p, q = spectrum * w2, partner * w2.conj()
-    w1 = _along(_full_twiddle(n1, x.dtype, x.device) * (scale1 * 0.5), d1, ndim)
-    low = (w1 * (p + q)).real
-    high = -(w1 * (p - q)).imag.narrow(d2, 1, (n2 - 1) // 2).flip(d2)
-    return torch.cat([low, high], dim=d2)
+
+def _fft_dct2_forward(x: Tensor, d1: int, d2: int) -> Tensor:
+    """Orthonormal 2D DCT-II over ``(d1, d2)`` through one ``rfft2`` (Makhoul in 2D).
+
+    With ``V = rfft2`` of the doubly reordered input and ``V'(k1, k2) = V(-k1, k2)`` its row
+    partner, ``Z = A V + B V'`` (factors of :func:`_makhoul_2d_coefficients`) holds both halves
+    of the output: ``X(k1, k2) = Re Z(k1, k2)`` for ``k2 <= n2 // 2`` and
+    ``X(k1, n2 - k2) = -Im Z(k1, k2)`` for ``1 <= k2 <= (n2 - 1) // 2``. Four passes over the half
+    spectrum besides the FFT and the gathers, all written in place or into the output.
+    """
+    n1, n2 = x.shape[d1], x.shape[d2]
+    half, high = n2 // 2 + 1, (n2 - 1) // 2
+    factor_a, factor_b, _, _ = _makhoul_2d_coefficients(n1, n2, x.dtype, x.device)
+    spectrum = torch.fft.rfft2(_reorder(x, d1, d2, inverse=False), dim=(d1, d2))
+    partner = spectrum.index_select(d1, _flip_index(n1, x.device))
+    z = spectrum.mul_(_along2(factor_a, d1, d2, x.ndim))
+    z.addcmul_(partner, _along2(factor_b, d1, d2, x.ndim))
+    out = torch.empty_like(x)
+    out.narrow(d2, 0, half).copy_(z.real)
+    if high:
+        reverse = torch.arange(high, 0, -1, device=x.device)  # k2 = high .. 1
+        torch.neg(z.imag.index_select(d2, reverse), out=out.narrow(d2, half, high))
+    return out
 
 
-def _fft_idct2(coeffs: Tensor, d1: int, d2: int) -> Tensor:
-    """Inverse of :func:`_fft_dct2` (2D orthonormal DCT-III) through one ``irfft2``:
-    ``V(k1, k2) = conj(w1 w2) [X(k1, k2) - X(-k1, -k2) - i (X(k1, -k2) + X(-k1, k2))]`` on the
-    unscaled coefficients (an index ``n`` reads 0), then one gather per axis undoes the order."""
-    n1, n2, ndim = coeffs.shape[d1], coeffs.shape[d2], coeffs.ndim
-    _, inverse1, _, _, scale1 = _makhoul_constants(n1, coeffs.dtype, coeffs.device)
-    _, inverse2, w2, _, scale2 = _makhoul_constants(n2, coeffs.dtype, coeffs.device)
+def _fft_idct2_forward(coeffs: Tensor, d1: int, d2: int) -> Tensor:
+    """Inverse of :func:`_fft_dct2_forward` (2D orthonormal DCT-III) through one ``irfft2``.
+
+    ``R(k1, k2) = X(k1, k2) - i X(k1, n2 - k2)`` (``X(k1, n2) = 0``) on the half spectrum gives
+    ``V = G R + H R'`` with ``R'(k1, k2) = R(-k1, k2)``; ``irfft2`` and one inverse gather
+    return the signal."""
+    n1, n2 = coeffs.shape[d1], coeffs.shape[d2]
     half = n2 // 2 + 1
-    unscaled = coeffs / (_along(scale1, d1, ndim) * _along(scale2, d2, ndim))
-    a = unscaled.narrow(d2, 0, half)              # X(k1, k2)
-    c = _mirror(unscaled, d2, half)               # X(k1, -k2)
-    b, d = _mirror(c, d1, n1), _mirror(a, d1, n1)  # X(-k1, -k2), X(-k1, k2)
-    w = (_along(_full_twiddle(n1, coeffs.dtype, coeffs.device), d1, ndim)
-         * _along(w2, d2, ndim)).conj()
-    spectrum = w * torch.complex(a - b, -(c + d))
-    v = torch.fft.irfft2(spectrum, s=(n1, n2), dim=(d1, d2))
-    return v.index_select(d1, inverse1).index_select(d2, inverse2)
+    _, _, factor_g, factor_h = _makhoul_2d_coefficients(n1, n2, coeffs.dtype, coeffs.device)
+    shape = list(coeffs.shape)
+    shape[d2] = half
+    complex_dtype = torch.complex128 if coeffs.dtype == torch.float64 else torch.complex64
+    r = torch.empty(shape, dtype=complex_dtype, device=coeffs.device)
+    r.real.copy_(coeffs.narrow(d2, 0, half))
+    r.imag.narrow(d2, 0, 1).zero_()
+    if half > 1:
+        mirrored = torch.arange(n2 - 1, n2 - half, -1, device=coeffs.device)  # n2 - k2, k2 >= 1
+        torch.neg(coeffs.index_select(d2, mirrored), out=r.imag.narrow(d2, 1, half - 1))
+    partner = r.index_select(d1, _flip_index(n1, coeffs.device))
+    spectrum = r.mul_(_along2(factor_g, d1, d2, coeffs.ndim))
+    spectrum.addcmul_(partner, _along2(factor_h, d1, d2, coeffs.ndim))
+    signal = torch.fft.irfft2(spectrum, s=(n1, n2), dim=(d1, d2))
+    return _reorder(signal, d1, d2, inverse=True)
+
+
+def _along2(table: Tensor, d1: int, d2: int, ndim: int) -> Tensor:
+    """``(n1, n2')`` -> a view that broadcasts along ``d1`` and ``d2`` of an ``ndim``-d tensor."""
+    shape = [1] * ndim
+    shape[d1], shape[d2] = table.shape
+    return table.reshape(shape) if d1 < d2 else table.T.reshape(shape)
+
+
+class _FFTDCT2(torch.autograd.Function):
+    """2D DCT-II (``inverse=False``) or DCT-III through :func:`_fft_dct2_forward` /
+    :func:`_fft_idct2_forward`. Both are orthonormal, so each one's backward is the other: the
+    gradient costs one transform, not autograd's replay of every pass."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, d1: int, d2: int, inverse: bool) -> Tensor:
+        ctx.dims, ctx.inverse = (d1, d2), inverse
+        return (_fft_idct2_forward if inverse else _fft_dct2_forward)(x, d1, d2)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        d1, d2 = ctx.dims
+        return _FFTDCT2.apply(grad.contiguous(), d1, d2, not ctx.inverse), None, None, None
 
 
 def _fft_transform(x: Tensor, dims: list[int], inverse: bool) -> Tensor:
     compute = _compute_dtype(x.dtype)
     y = x.to(compute)
     if len(dims) == 2:  # one 2D real FFT instead of one per axis
-        return (_fft_idct2 if inverse else _fft_dct2)(y, *dims).to(x.dtype)
+        return _FFTDCT2.apply(y, dims[0], dims[1], inverse).to(x.dtype)
     one_dim = _fft_idct if inverse else _fft_dct
     for d in dims:
         y = one_dim(y, d)
     return y.to(x.dtype)
 
 
+def resolve_method(method: str, sizes: Sequence[int], device: torch.device | str) -> str:
+    """The path ``method`` takes for a grid of ``sizes`` (the transformed axes) on ``device``:
+    ``"matmul"``, ``"fft"`` or ``"scipy"`` as given; ``"auto"`` gives the method of
+    :data:`AUTO_CROSSOVER` where the longest axis reaches its size, else ``"matmul"``, and always
+    ``"matmul"`` while compiling or exporting and for symbolic sizes (only the matmul exports,
+    and scipy cannot be traced)."""
+    if method != "auto":
+        return method
+    crossover = AUTO_CROSSOVER.get(torch.device(device).type)
+    if (crossover is None or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+            or not all(isinstance(n, int) for n in sizes)):
+        return "matmul"
+    size, chosen = crossover
+    return chosen if max(sizes) >= size else "matmul"
+
+
+class _ScipyDCT(torch.autograd.Function):
+    """The DCT-II (or, ``inverse=True``, DCT-III) over ``dims`` by ``scipy.fft.dctn`` /
+    ``idctn``: pocketfft's native real DCT on a CPU tensor's memory, as many workers as torch
+    has threads. Orthonormal, so each one's backward is the other."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dims: tuple[int, ...], inverse: bool) -> Tensor:
+        import scipy.fft
+
+        ctx.dims, ctx.inverse = dims, inverse
+        transform = scipy.fft.idctn if inverse else scipy.fft.dctn
+        out = transform(x.detach().numpy(), type=2, norm="ortho", axes=dims,
+                        workers=torch.get_num_threads())
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        return _ScipyDCT.apply(grad, ctx.dims, not ctx.inverse), None, None
+
+
+def _scipy_transform(x: Tensor, dims: list[int], inverse: bool) -> Tensor:
+    if x.device.type != "cpu":
+        raise ValueError(f"method='scipy' runs on CPU tensors only, got a tensor on {x.device}; "
+                         "use method='matmul' or 'fft' (or 'auto')")
+    return _ScipyDCT.apply(x.to(_compute_dtype(x.dtype)), tuple(dims), inverse).to(x.dtype)
+
+
 def _transform(x: Tensor, dims: Sequence[int], inverse: bool, method: str) -> Tensor:
     normalized = _check_input(x, dims, method)
+    method = resolve_method(method, [x.shape[d] for d in normalized], x.device)
     with full_precision(x.device.type):
-        if method == "fft":
-            _refuse_export()
-            return _fft_transform(x, normalized, inverse)
+        if method in ("fft", "scipy"):
+            _refuse_export(method)
+            transform = _fft_transform if method == "fft" else _scipy_transform
+            return transform(x, normalized, inverse)
         return _matmul_transform(x, normalized, inverse)
 
 

@@ -67,18 +67,21 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
 
 def read_torch_file(path: str | os.PathLike, *, what: str, file_format: str, version: int,
                     expected: str, error: type[Exception],
-                    map_location: str | torch.device = "cpu", remedy: str = "") -> dict:
+                    map_location: str | torch.device = "cpu", remedy: str = "",
+                    mmap: bool = False) -> dict:
     """A dict written by ``torch.save`` with ``{"format": file_format, "version": version}``,
     read with ``weights_only=True``; anything else raises ``error`` naming the file, what was
     found and ``expected`` (a description of the right file): a missing, unreadable, truncated
     or corrupt file, objects ``weights_only`` refuses, another format or another version.
     ``what``: the kind of file in messages, e.g. "dsm_ref training checkpoint".
-    ``remedy`` ends the message of a damaged file (e.g. "Use an earlier checkpoint.")."""
+    ``remedy`` ends the message of a damaged file (e.g. "Use an earlier checkpoint.").
+    ``mmap=True`` maps the tensors' storage instead of reading it (``torch.load(mmap=True)``):
+    reading only the small entries of a large file (a run's config) then costs almost nothing."""
     path = Path(path)
     if not path.is_file():
         raise error(f"no {what} at {path}; expected {expected}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except PermissionError as err:
         raise error(f"cannot read {path}: {err}") from err
     except pickle.UnpicklingError as err:

@@ -95,7 +95,13 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         static_init: start of ``W0``. paper: not stated / ours: ``"random"``, ``0.02 * N(0, 1)``
             as GFNet / why: a prototype saw an all-ones start cost the static arm ~5 points on
             CIFAR-10; ``"ones"`` is kept for the initialisation ablation.
-        dct_method: ``"matmul"`` (exact, ONNX-exportable, bf16 on GPU) or ``"fft"``.
+        dct_method: ``"auto"``, ``"matmul"``, ``"fft"`` or ``"scipy"`` (:mod:`dsm_ref.dct`);
+            all give the same numbers to float32 rounding. paper: the DCT layer costs
+            O(HWC log2 HW), i.e. a fast transform / ours: ``"auto"``: the matmul for the grids
+            of a 224 px model (and always when compiling or exporting), a fast transform from the
+            crossover measured per device (:data:`dsm_ref.dct.AUTO_CROSSOVER`; on CPU scipy's
+            from 320 per side) / why: on CPU the matmul's O(N) multiply-adds per value run near
+            the machine's peak and beat every O(log N) path below that size (BENCHMARKS.md).
         **dswg_options: passed to the DSWG (``num_groups``, ``gate``, ``pool``, ...).
     """
 
@@ -107,7 +113,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         dynamic: bool = True,
         spectrum_length: int | None = SPECTRUM_LENGTH,
         static_init: str = "random",
-        dct_method: str = "matmul",
+        dct_method: str = "auto",
         **dswg_options,
     ) -> None:
         super().__init__()

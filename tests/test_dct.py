@@ -171,3 +171,42 @@ def test_kronecker_and_separable_paths_agree(shape, dims, monkeypatch):
     monkeypatch.setattr(D, "KRONECKER_MAX_SIZE", 0)
     torch.testing.assert_close(kron, D.dct2(x, dims), rtol=0, atol=1e-13)
     torch.testing.assert_close(kron_inv, D.idct2(x, dims), rtol=0, atol=1e-13)
+
+
+def test_auto_follows_the_measured_crossover_and_keeps_the_matmul_below(monkeypatch):
+    size, chosen = D.AUTO_CROSSOVER["cpu"]
+    assert chosen in D.METHODS
+    assert D.resolve_method("auto", (size - 1, size - 1), "cpu") == "matmul"
+    assert D.resolve_method("auto", (7, size), "cpu") == chosen
+    assert D.resolve_method("auto", (4096, 4096), "cuda") == "matmul"  # no CUDA crossover yet
+    assert D.resolve_method("matmul", (4096, 4096), "cpu") == "matmul"
+    assert D.resolve_method("fft", (7, 7), "cpu") == "fft"
+    # The path taken is the one resolved: with the crossover lowered to 8, a 9x10 grid goes
+    # through the chosen path (whose rounding differs from the matmul's in the last bits).
+    x = torch.randn(2, 9, 10, 3, dtype=torch.float64)
+    for path in ("fft", "scipy"):
+        monkeypatch.setitem(D.AUTO_CROSSOVER, "cpu", (8, path))
+        assert torch.equal(D.dct2(x, (1, 2), method="auto"), D.dct2(x, (1, 2), method=path))
+        assert torch.equal(D.idct2(x, (1, 2), method="auto"), D.idct2(x, (1, 2), method=path))
+        monkeypatch.setitem(D.AUTO_CROSSOVER, "cpu", (11, path))
+        assert torch.equal(D.dct2(x, (1, 2), method="auto"), D.dct2(x, (1, 2), method="matmul"))
+
+
+def test_scipy_path_gradients_and_its_cpu_only_error():
+    x = torch.randn(2, 5, 6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: D.dct2(t, (1, 2), method="scipy"), (x,))
+    assert torch.autograd.gradcheck(lambda t: D.idct(t, 2, method="scipy"), (x,))
+    half = D.dct2(x.detach().to(torch.bfloat16), (1, 2), method="scipy")
+    assert half.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="CPU tensors only, got a tensor on meta"):
+        D.dct2(torch.zeros(2, 5, 6, 3, device="meta"), (1, 2), method="scipy")
+
+
+def test_fft_2d_on_non_adjacent_axes_and_its_single_backward():
+    # (B, H, C, W): the two axes are not adjacent, so the order is applied one axis at a time.
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64, requires_grad=True)
+    ref = scipy.fft.dctn(x.detach().numpy(), type=2, norm="ortho", axes=(1, 3))
+    assert _rel_err(D.dct2(x, (1, 3), method="fft"), ref) < 1e-12
+    assert _rel_err(D.dct2(x, (3, 1), method="fft"), ref) < 1e-12
+    assert torch.autograd.gradcheck(lambda t: D.dct2(t, (3, 1), method="fft"), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: D.idct2(t, (1, 3), method="fft"), (x,))

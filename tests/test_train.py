@@ -41,8 +41,12 @@ def _augmented_spectral(n_train: int = 64, n_test: int = 32) -> D.Datasets:
 
 
 def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    state_b = b.state_dict()
-    for name, value in a.state_dict().items():
+    _assert_same_weights_state(a.state_dict(), b.state_dict())
+
+
+def _assert_same_weights_state(state_a: dict, state_b: dict) -> None:
+    assert state_a.keys() == state_b.keys()
+    for name, value in state_a.items():
         assert torch.equal(value, state_b[name]), f"{name} differs"
 
 
@@ -197,6 +201,9 @@ def test_resume_ends_with_the_same_weights(tmp_path, uninterrupted, how, stop_st
     saved = T.load_checkpoint(tmp_path / T.CHECKPOINT_NAME)
     assert saved["position"]["global_step"] == stop_step
     assert saved["position"]["step_in_epoch"] == stop_step % 4
+    mapped = T.load_checkpoint(tmp_path / T.CHECKPOINT_NAME, mmap=True)  # what resume reads first
+    assert mapped["config"] == saved["config"]
+    _assert_same_weights_state(mapped["model"], saved["model"])
 
     second = T.train(_config(tmp_path, resume="auto", **RESUME_SETTINGS), datasets=data)
     assert not second.interrupted and second.global_step == 8

@@ -266,7 +266,7 @@ def _resumed_settings(args: argparse.Namespace) -> dict[str, Any]:
         path = Path(resume)
     if not path.is_file():
         return {}
-    stored = dict(load_checkpoint(path)["config"])
+    stored = dict(load_checkpoint(path, mmap=True)["config"])  # the config, not the tensors
     for key in ("out", "resume", "num_threads", "progress", "device", "num_workers", "max_steps"):
         stored.pop(key, None)
     names = {f.name for f in dataclasses.fields(TrainConfig)}

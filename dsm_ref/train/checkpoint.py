@@ -46,8 +46,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     return atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    mmap: bool = False) -> dict:
     """Reads a checkpoint written by :func:`train` with ``weights_only=True`` and checks it.
+    ``mmap=True`` maps the tensors instead of reading them (for a look at the config only).
 
     Raises :class:`CheckpointError` naming the file and what was expected when it is missing,
     truncated or corrupt, or not a dsm_ref training checkpoint (e.g. a bare state dict).
@@ -57,7 +59,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return read_torch_file(path, what="dsm_ref training checkpoint",
                            file_format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION,
                            expected=expected, error=CheckpointError, map_location=map_location,
-                           remedy="Use an earlier checkpoint or start again.")
+                           remedy="Use an earlier checkpoint or start again.", mmap=mmap)
 
 
 def _rng_state() -> dict:
