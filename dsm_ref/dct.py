@@ -24,7 +24,7 @@ Two implementations share one signature, and ``method="auto"`` picks one per gri
   exportable (its twiddles are complex, which ONNX cannot represent): ``torch.export`` and
   ``torch.onnx.export`` raise a clear error.
 - ``method="scipy"``: ``scipy.fft.dctn`` (pocketfft's native real DCT) on CPU tensors, wrapped
-  for autograd. The fastest CPU path from about 320 per side; not on GPUs, not traceable by
+  for autograd. The fastest CPU path from about 224 per side; not on GPUs, not traceable by
   ``torch.compile`` (a graph break) or the exporters (a clear error).
 
 Half-precision inputs (bf16/fp16) are computed in float32 and returned in the input dtype, so the
@@ -66,13 +66,15 @@ METHODS = ("auto", "matmul", "fft", "scipy")
 # least ``size`` take ``method``, smaller ones the matmul; ``None``: always the matmul. Measured
 # on CPU, fp32, one thread, 64 channels (data/bench/cpu_dct.json, made by
 # `python -m dsm_ref bench dct --device cpu --threads 1 --sizes 7 14 28 56 112 224 320 448 640
-# 768 1024 --target-time 0.2 --rounds 3`), time over the matmul's, channels-last: scipy 1.04 at
-# 224, 0.69 at 320, 0.48 at 448, 0.30 at 1024; our FFT path 2.7 at 224, 1.6 at 448, 1.1 at 1024.
-# The matmul's N multiply-adds per value run near the machine's matmul peak; pocketfft's native
-# DCT (scipy) overtakes it from 320 on; our FFT path, whose log2 N work is spread over
-# memory-bound passes (reorders, twiddles, layout changes), only near 1024. No crossover is
+# 768 1024 --target-time 0.2 --rounds 3`), time over the matmul's, channels-last (channels-first):
+# scipy 3.7 (1.7) at 56, 1.37 (1.13) at 112, 1.04 (0.81) at 224, 0.69 (0.55) at 320, 0.30 (0.27)
+# at 1024; our FFT path 2.7 (1.9) at 224, 1.6 (1.4) at 448, 1.1 (0.9) at 1024. The matmul's 2N
+# multiply-adds per value run near the machine's matmul peak; pocketfft's native DCT (scipy)
+# matches it at 224 and wins beyond; our FFT path, whose log2 N work is spread over memory-bound
+# passes (reorders, twiddles, layout changes), only catches up near 1024. No crossover is
 # measured on CUDA yet (scripts/gpu_check.sh measures it), so CUDA keeps the matmul.
-AUTO_CROSSOVER: dict[str, tuple[int, str] | None] = {"cpu": (320, "scipy"), "cuda": None}
+AUTO_CROSSOVER: dict[str, tuple[int, str] | None] = {"cpu": (224, "scipy"), "cuda": None}
+
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
@@ -298,8 +300,9 @@ def _reorder(x: Tensor, d1: int, d2: int, inverse: bool) -> Tensor:
 def _makhoul_2d_coefficients(n1: int, n2: int, dtype: torch.dtype, device: torch.device
                              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-frequency complex factors ``(n1, n2 // 2 + 1)`` of the 2D transforms (see
-    :func:`_fft_dct2`): ``A = w1 w2 s1 s2 / 2`` and ``B = conj(w1) w2 s1 s2 / 2`` of the forward
-    transform; ``G = conj(w1 w2) / (s1 s2)`` and ``H = -i G`` (0 on row 0) of the inverse. Cached per size."""
+    :func:`_fft_dct2_forward`): ``A = w1 w2 s1 s2 / 2`` and ``B = conj(w1) w2 s1 s2 / 2`` of the
+    forward transform; ``G = conj(w1 w2) / (s1 s2)`` and ``H = -i G`` (0 on row 0) of the
+    inverse. Cached per size."""
     def build():
         half = n2 // 2 + 1
         w1 = _full_twiddle(n1, torch.float64, device).to(torch.complex128)[:, None]

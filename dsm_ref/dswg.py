@@ -96,9 +96,9 @@ class _GroupLogMagnitude(torch.autograd.Function):
     instead of two, and nothing full-size saved for the backward but ``S`` itself (which the
     mixer's ``S * W0`` keeps anyway). The logarithm is the DSWG's largest cost on CPU and each
     pass over the full spectrum counts (BENCHMARKS.md), so it is ``log(1 + |S|)`` computed in
-    place as ``log_`` of ``add_(1)``: ATen's vectorised ``log`` ran 2-4x faster than its
-    ``log1p`` on CPU, and ``log1p``'s extra accuracy for ``|S| << 1`` is below float32's
-    resolution of the group mean it feeds. Real spectra only.
+    place as ``log_`` of ``add_(1)``: on this project's CPUs ATen's vectorised ``log`` ran
+    several times faster than its ``log1p``, and ``log1p``'s extra accuracy for ``|S| << 1``
+    is below float32's resolution of the group mean it feeds. Real spectra only.
     """
 
     @staticmethod

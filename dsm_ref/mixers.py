@@ -100,7 +100,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
             O(HWC log2 HW), i.e. a fast transform / ours: ``"auto"``: the matmul for the grids
             of a 224 px model (and always when compiling or exporting), a fast transform from the
             crossover measured per device (:data:`dsm_ref.dct.AUTO_CROSSOVER`; on CPU scipy's
-            from 320 per side) / why: on CPU the matmul's O(N) multiply-adds per value run near
+            from 224 per side) / why: on CPU the matmul's O(N) multiply-adds per value run near
             the machine's peak and beat every O(log N) path below that size (BENCHMARKS.md).
         **dswg_options: passed to the DSWG (``num_groups``, ``gate``, ``pool``, ...).
     """

@@ -19,8 +19,9 @@ mkdir -p "$OUT"
 echo "load before: $(uptime)"
 start=$(date +%s)
 if [ "$DEVICE" = cpu ]; then
+    # up to 1024 per side: where scipy's DCT and the FFT path overtake the matmul (dct.AUTO_CROSSOVER)
     "$PYTHON" -m dsm_ref bench dct --device cpu "${THREAD_ARGS[@]}" --target-time 0.2 --rounds 3 \
-        --json "$OUT/cpu_dct.json"
+        --sizes 7 14 28 56 112 224 320 448 640 768 1024 --json "$OUT/cpu_dct.json"
     # the default DSM mixer also compiled, interleaved with the eager arms (+10-15 min)
     "$PYTHON" -m dsm_ref bench mixers --device cpu "${THREAD_ARGS[@]}" --tokens 6272 \
         --target-time 0.1 --rounds 3 --warmup 1 --max-call-time 1.0 --compile both \

@@ -133,10 +133,36 @@ def _dct_rows(records: Records, fmt) -> list[list[str]]:
         won += ratio >= 1
         if worst is None or ratio < worst[0]:
             worst = (ratio, f"{n}x{n} {layout}")
-    return [["matmul DCT at least as fast as `scipy.fft.dctn`, batched channels, CPU",
+    rows = [["matmul DCT at least as fast as `scipy.fft.dctn`, batched channels, CPU",
              f"{won}/{total} points; worst scipy/matmul time ratio "
              f"{fmt(worst[0], 2) if worst else '-'} ({worst[1] if worst else ''})",
              _status(won, total)]]
+    return rows + [_auto_row(index, fmt)]
+
+
+def _auto_row(index: dict, fmt, slack: float = 1.1) -> list[str]:
+    """``method="auto"`` (the path :func:`dsm_ref.dct.resolve_method` picks on CPU) within
+    ``slack`` of the fastest measured path at every size and layout of the record."""
+    from ..dct import resolve_method
+
+    won = total = 0
+    worst = None
+    for n, layout in sorted({(n, layout) for n, layout, _ in index}):
+        times = {m: index[(n, layout, m)]["time"]["median_s"] for m in ("matmul", "fft", "scipy")
+                 if (n, layout, m) in index}
+        picked = resolve_method("auto", (n, n), "cpu")
+        if picked not in times:
+            continue
+        ratio = times[picked] / min(times.values())
+        total += 1
+        won += ratio <= slack
+        if worst is None or ratio > worst[0]:
+            worst = (ratio, f"{n}x{n} {layout}")
+    return [f"DCT `method='auto'` within {slack:.1f}x of the fastest path (matmul, FFT, scipy) "
+            "at every size, CPU",
+            f"{won}/{total} points; worst auto/fastest time ratio "
+            f"{fmt(worst[0], 2) if worst else '-'} ({worst[1] if worst else ''})",
+            _status(won, total)]
 
 
 def speed_targets(records: Records, fmt) -> list[list[str]]:
