@@ -50,6 +50,7 @@ __all__ = [
     "show_study",
     "show_budget_curve",
     "show_band_selection",
+    "show_predictions",
 ]
 
 # Images are in [0, 1]; their DCT coefficients are mostly << 1, where log1p is nearly linear.
@@ -709,3 +710,41 @@ def show_band_selection(weights: Mapping[str, Tensor], factor: Tensor,
         ax.set_yticks([])
         fig.colorbar(image, ax=ax, fraction=0.046)
     return fig
+
+
+def show_predictions(images: Tensor, labels: Tensor, logits: Tensor,
+                     class_names: Sequence[str], *, columns: int = 8, dpi: int = 80):
+    """A grid of classified images: each titled with the predicted class and its softmax
+    probability, green when right, red (with the true class below) when wrong; returns the
+    figure.
+
+    ``images``: ``(N, 3, H, W)`` in ``[0, 1]`` (not normalised); ``labels``: ``(N,)`` ints;
+    ``logits``: ``(N, K)`` with ``K = len(class_names)``.
+    """
+    import matplotlib.pyplot as plt
+
+    n = images.shape[0]
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got shape {tuple(images.shape)}")
+    if labels.shape != (n,) or logits.shape != (n, len(class_names)):
+        raise ValueError(f"expected labels ({n},) and logits ({n}, {len(class_names)}) for "
+                         f"{n} images and {len(class_names)} classes, got "
+                         f"{tuple(labels.shape)} and {tuple(logits.shape)}")
+    probs = torch.softmax(logits.float(), dim=1)
+    confidence, predicted = probs.max(dim=1)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns, 1.45 * rows), dpi=dpi,
+                             layout="constrained", squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if index >= n:
+            continue
+        ax.imshow(_to_numpy(images[index].clamp(0, 1).permute(1, 2, 0)),
+                  interpolation="nearest")
+        right = int(predicted[index]) == int(labels[index])
+        title = f"{class_names[int(predicted[index])]} {100 * float(confidence[index]):.0f}%"
+        if not right:
+            title += f"\n(true: {class_names[int(labels[index])]})"
+        ax.set_title(title, fontsize=8, color="tab:green" if right else "tab:red")
+    return fig
+

@@ -158,6 +158,24 @@ def test_budget_curve_and_band_selection_figures():
     plt.close(fig)
 
 
+def test_predictions_grid_marks_right_and_wrong_and_checks_shapes():
+    images = torch.rand(5, 3, 8, 8)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    logits = torch.zeros(5, 3)
+    logits[torch.arange(5), torch.tensor([0, 1, 0, 0, 2])] = 4.0  # images 2 and 4 wrong
+    fig = viz.show_predictions(images, labels, logits, ["cat", "dog", "ship"], columns=3)
+    titles = [ax.title for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 6 and len(titles) == 5
+    assert titles[0].get_text() == "cat 96%" and titles[0].get_color() == "tab:green"
+    assert titles[2].get_text() == "cat 96%\n(true: ship)" and titles[2].get_color() == "tab:red"
+    assert titles[4].get_text().endswith("(true: dog)")
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"logits \(5, 3\)"):
+        viz.show_predictions(images, labels, logits[:, :2], ["cat", "dog", "ship"])
+    with pytest.raises(ValueError, match="images must be"):
+        viz.show_predictions(images[:, :1], labels, logits, ["cat", "dog", "ship"])
+
+
 def _png_pixels(png: bytes):
     import io
 
