@@ -91,14 +91,13 @@ def _build_layout(h: int, w: int, length: int, folded_rows: bool, device) -> Ban
 class _GroupLogMagnitude(torch.autograd.Function):
     """``mean over each group's channels of log(1 + |S|)``: ``(B, H, W, C) -> (B, H, W, G)``.
 
-    The same numbers as ``torch.log1p(S.abs()).reshape(B, H, W, G, C // G).mean(-1)`` (within
-    float32 rounding: absolute error <= 2e-7 per coefficient), with one full-size temporary
-    instead of two, and nothing full-size saved for the backward but ``S`` itself (which the
-    mixer's ``S * W0`` keeps anyway). The logarithm is the DSWG's largest cost on CPU and each
-    pass over the full spectrum counts (BENCHMARKS.md), so it is ``log(1 + |S|)`` computed in
-    place as ``log_`` of ``add_(1)``: on this project's CPUs ATen's vectorised ``log`` ran
-    several times faster than its ``log1p``, and ``log1p``'s extra accuracy for ``|S| << 1``
-    is below float32's resolution of the group mean it feeds. Real spectra only.
+    The same numbers as ``torch.log1p(S.abs()).reshape(B, H, W, G, C // G).mean(-1)``, with one
+    full-size temporary instead of two, and nothing full-size saved for the backward but ``S``
+    itself (which the mixer's ``S * W0`` keeps anyway): the logarithm is the DSWG's largest cost
+    on CPU, and each pass over the full spectrum counts (BENCHMARKS.md). Real spectra only.
+    (``log_`` of ``add_(1)`` ran faster than ``log1p_`` in a microbenchmark but changes the
+    result in the last bit, and a training run amplifies that: the stored studies, which
+    notebook 06 re-runs and compares exactly, would no longer reproduce.)
     """
 
     @staticmethod
@@ -109,7 +108,7 @@ class _GroupLogMagnitude(torch.autograd.Function):
             magnitude = magnitude.float()
         ctx.save_for_backward(spectrum)
         ctx.groups = groups
-        return magnitude.add_(1.0).log_().reshape(b, h, w, groups, c // groups).mean(-1)
+        return magnitude.log1p_().reshape(b, h, w, groups, c // groups).mean(-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -119,6 +119,11 @@ def _resolved(model_options: dict[str, Any]) -> dict[str, Any]:
     if name not in TOKEN_MIXERS:
         return model_options
     options = mixer_options(name, model_options.get("mixer_options"))
+    if options.get("dct_method") == "auto":
+        # "auto" takes the matmul at every grid below dsm_ref.dct.AUTO_CROSSOVER (224 per side),
+        # far above the grids the studies train on, so its runs are the matmul's (the default
+        # before it): the same numbers, and the stored runs stay found.
+        options = {**options, "dct_method": "matmul"}
     return {**model_options, "mixer_options": options}
 
 
