@@ -205,7 +205,7 @@ def test_new_budget_fields_at_their_defaults_keep_the_stored_run_keys():
     arm = ablation.STUDIES["mixers"].arm("DSM")
     budget = ablation.Budget(epochs=6, n_train=10000, n_test=10000, batch_size=64)
     old = {"model_options": {**arm.model_options, "mixer_options": ablation.studies.mixer_options(
-        "dsm", {})}, "data": "cifar10",
+        "dsm", {"dct_method": "matmul"})}, "data": "cifar10",
         "budget": {k: v for k, v in dataclasses.asdict(budget).items()
                    if k not in ("img_size", "model_options")}}
     text = json.dumps(old, sort_keys=True, default=repr)
