@@ -14,6 +14,9 @@ content. Four measurements per DSWG (one per block of a DSM model), all on a bat
   averaged over groups and bands weighted by variance). 0: unrelated to the factor; 1: the
   weights are a function of it.
 
+``fixed_band_weights`` freezes the selection of a trained model (every image gets the same band
+weights, e.g. their mean): the accuracy it loses is what the per-image selection contributes.
+
 Used by notebook 06 and ``python -m dsm_ref.probe``.
 """
 
@@ -27,8 +30,8 @@ from torch import Tensor, nn
 
 from .dswg import DynamicSpectrumWeights
 
-__all__ = ["dswg_modules", "record_band_weights", "band_weight_stats", "last_layer_grad_norms",
-           "probe_model"]
+__all__ = ["dswg_modules", "record_band_weights", "band_weight_stats", "fixed_band_weights",
+           "last_layer_grad_norms", "probe_model"]
 
 
 def dswg_modules(model: nn.Module) -> dict[str, DynamicSpectrumWeights]:
@@ -98,6 +101,34 @@ def band_weight_stats(weights: Tensor, factor: Tensor | None = None) -> dict[str
             between += len(members) * (members.mean(0) - mean) ** 2
         stats["explained"] = (between.sum() / total.sum().clamp_min(1e-30)).item()
     return stats
+
+
+@contextmanager
+def fixed_band_weights(model: nn.Module, weights: dict[str, Tensor]) -> Iterator[nn.Module]:
+    """Within the ``with`` block, each DSWG named in ``weights`` gives every image the same band
+    weights ``(G, L, L)`` (e.g. its mean over a set of images): the trained network with its
+    spectrum selection made static, everything else unchanged. Comparing its accuracy with the
+    model's own measures what the per-image selection contributes after training."""
+    modules = dswg_modules(model)
+    unknown = sorted(set(weights) - set(modules))
+    if unknown:
+        raise ValueError(f"no DSWG named {unknown} in the model; its DSWGs: {sorted(modules)}")
+    for name, fixed in weights.items():
+        module = modules[name]
+        expected = (module.num_groups, module.spectrum_length, module.spectrum_length)
+        if tuple(fixed.shape) != expected:
+            raise ValueError(f"band weights for {name} must be (G, L, L) = {expected}, got "
+                             f"{tuple(fixed.shape)}")
+    try:
+        for name, fixed in weights.items():
+            # an instance attribute shadows the method that forward() calls
+            modules[name].band_weights = (
+                lambda spectrum, fixed=fixed: fixed.to(spectrum.device).expand(
+                    spectrum.shape[0], *fixed.shape))
+        yield model
+    finally:
+        for name in weights:
+            modules[name].__dict__.pop("band_weights", None)
 
 
 def last_layer_grad_norms(model: nn.Module, images: Tensor, labels: Tensor) -> dict[str, float]:

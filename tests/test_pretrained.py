@@ -100,6 +100,19 @@ def test_export_writes_small_weights_and_a_record_that_reproduces_the_run(tmp_pa
     assert record["preprocess"]["img_size"] == 32 and len(record["classes"]) == 8
 
 
+def test_export_of_a_resumed_run_records_its_first_command_and_every_session(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "weights"
+    _spectral_run(run, epochs=2, extra=["--max-steps", "3"])
+    _spectral_run(run, epochs=2, extra=["--resume"])
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    record = export_run(run, out, stem="toy")
+    assert record["sessions"] == 2
+    assert record["command"] == rows[0]["command"] and "--max-steps" in record["command"]
+    assert record["wall_time_s"] == pytest.approx(
+        sum(row["wall_time_s"] for row in rows if row["event"] == "end"), abs=0.01)
+    assert record["wall_time_s"] > json.loads((run / "metrics.json").read_text())["wall_time_s"]
+
+
 def test_export_refuses_an_unfinished_run(tmp_path):
     run = tmp_path / "run"
     _spectral_run(run, epochs=3, extra=["--max-steps", "2"])

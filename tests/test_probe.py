@@ -7,6 +7,7 @@ from dsm_ref.models import create_model
 from dsm_ref.probe import (
     band_weight_stats,
     dswg_modules,
+    fixed_band_weights,
     last_layer_grad_norms,
     probe_model,
     record_band_weights,
@@ -76,3 +77,35 @@ def test_no_dswg_is_a_clear_error():
         record_band_weights(model, torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         record_band_weights(create_model("dsm_micro"), torch.randn(3, 32, 32))
+
+
+def test_fixed_band_weights_give_every_image_the_same_selection_and_are_undone():
+    torch.manual_seed(0)
+    model = create_model("dsm_micro").eval()
+    for module in dswg_modules(model).values():  # fc2 starts at 0: every image weighs 1
+        torch.nn.init.normal_(module.fc2.weight, std=0.5)
+    images = torch.randn(4, 3, 32, 32)
+    recorded = record_band_weights(model, images)
+    with torch.no_grad():
+        own = model(images)
+        with fixed_band_weights(model, {name: w[0] for name, w in recorded.items()}):
+            fixed = model(images)
+            assert all(torch.equal(w, recorded[name][0].expand_as(w))
+                       for name, w in record_band_weights(model, images).items())
+        after = model(images)
+    # image 0's own weights: its output is unchanged; the others now use image 0's weights
+    torch.testing.assert_close(fixed[0], own[0], rtol=1e-5, atol=1e-6)
+    assert (fixed[1:] - own[1:]).abs().amax() > 1e-4
+    assert torch.equal(after, own)
+    assert all("band_weights" not in m.__dict__ for m in dswg_modules(model).values())
+
+
+def test_fixed_band_weights_refuse_unknown_names_and_wrong_shapes():
+    model = create_model("dsm_micro")
+    name = next(iter(dswg_modules(model)))
+    with pytest.raises(ValueError, match="no DSWG named"):
+        with fixed_band_weights(model, {"stages.9.mixer.dswg": torch.ones(4, 4, 4)}):
+            pass
+    with pytest.raises(ValueError, match=r"must be \(G, L, L\) = \(4, 4, 4\), got \(4, 4\)"):
+        with fixed_band_weights(model, {name: torch.ones(4, 4)}):
+            pass

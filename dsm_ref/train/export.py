@@ -42,14 +42,31 @@ def _finished_record(run: Path) -> dict[str, Any]:
     return record
 
 
+def _sessions(run: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """How the run was made, from its ``log.jsonl``: the command that started it, how many
+    sessions (start + resumes) it took and their wall time summed (``metrics.json`` holds only
+    the last session's). Without a log, the last session's command and time."""
+    path = run / "log.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+        if path.is_file() else []
+    commands = [row["command"] for row in rows if row.get("event") in ("start", "resume")]
+    ends = [row["wall_time_s"] for row in rows if row.get("event") == "end"]
+    if not commands or not ends:
+        return {"command": record["command"], "sessions": 1, "wall_time_s": record["wall_time_s"]}
+    return {"command": commands[0], "sessions": len(commands),
+            "wall_time_s": round(sum(ends), 2)}
+
+
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
                stem: str | None = None, batch_size: int = 500) -> dict[str, Any]:
     """Writes the final weights of the run in ``run_dir`` to ``<out_dir>/<stem>.pt`` (float16)
     and its record to ``<stem>.json``; returns the record.
 
     ``stem`` defaults to ``<model>-<data>`` (e.g. ``dsm_micro-cifar10``). The record holds the
-    run's command, config, per-epoch history and final metrics, the file's size, the sha256 of
-    its state (:func:`dsm_ref.pretrained.state_digest`, not of the file's bytes), and
+    command that started the run, its number of sessions (a run stopped once and resumed has
+    two) and their wall time summed, the config, per-epoch history and final metrics, the
+    file's size, the sha256 of its state (:func:`dsm_ref.pretrained.state_digest`, not of the
+    file's bytes), and
     ``shipped_test``: loss and top-1/top-5 of the stored float16 weights on the run's test set
     (needs the dataset, e.g. ``DSM_DATA_DIR``).
     """
@@ -92,11 +109,10 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "preprocess": meta["preprocess"],
         "classes": meta["classes"],
         "shipped_test": shipped,
-        "command": record["command"],
+        **_sessions(run, record),
         "config": config,
         "final": record["final"],
         "history": record["history"],
-        "wall_time_s": record["wall_time_s"],
         "num_params": record["num_params"],
         "training_environment": record["environment"],
         "export_provenance": provenance("cpu"),
