@@ -106,7 +106,8 @@ def test_export_of_a_resumed_run_records_its_first_command_and_every_session(tmp
     _spectral_run(run, epochs=2, extra=["--resume"])
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     record = export_run(run, out, stem="toy")
-    assert record["sessions"] == 2
+    assert [s["epochs"] for s in record["sessions"]] == [[1], [2]]  # 2 steps per epoch
+    assert "--resume" in record["sessions"][1]["command"]
     assert record["command"] == rows[0]["command"] and "--max-steps" in record["command"]
     assert record["wall_time_s"] == pytest.approx(
         sum(row["wall_time_s"] for row in rows if row["event"] == "end"), abs=0.01)
@@ -149,7 +150,8 @@ def test_shipped_dsm_micro_scores_at_least_85_percent_on_cifar10():
     record = json.loads(P.weights_path("dsm_micro").with_suffix(".json").read_text())
     assert scores["count"] == 10_000
     assert scores["top1"] >= 85.0
-    assert abs(scores["top1"] - record["shipped_test"]["top1"]) < 1e-6
+    # another CPU rounds the last bits of a logit differently: a near-tie may flip (0.01 each)
+    assert abs(scores["top1"] - record["shipped_test"]["top1"]) <= 0.05
 
 
 def test_export_refuses_a_run_whose_checkpoint_is_behind_its_metrics(tmp_path):

@@ -43,18 +43,27 @@ def _finished_record(run: Path) -> dict[str, Any]:
 
 
 def _sessions(run: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """How the run was made, from its ``log.jsonl``: the command that started it, how many
-    sessions (start + resumes) it took and their wall time summed (``metrics.json`` holds only
-    the last session's). Without a log, the last session's command and time."""
+    """How the run was made, from its ``log.jsonl``: the command that started it, and one entry
+    per session (start, then each resume): its command, the epochs it completed and its wall
+    time; ``wall_time_s`` sums them (``metrics.json`` holds only the last session's). Without a
+    log, the last session alone."""
     path = run / "log.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
         if path.is_file() else []
-    commands = [row["command"] for row in rows if row.get("event") in ("start", "resume")]
-    ends = [row["wall_time_s"] for row in rows if row.get("event") == "end"]
-    if not commands or not ends:
-        return {"command": record["command"], "sessions": 1, "wall_time_s": record["wall_time_s"]}
-    return {"command": commands[0], "sessions": len(commands),
-            "wall_time_s": round(sum(ends), 2)}
+    sessions: list[dict[str, Any]] = []
+    for row in rows:
+        event = row.get("event")
+        if event in ("start", "resume"):
+            sessions.append({"command": row["command"], "epochs": [], "wall_time_s": None})
+        elif sessions and event == "epoch":
+            sessions[-1]["epochs"].append(row["epoch"])
+        elif sessions and event == "end":
+            sessions[-1]["wall_time_s"] = round(row["wall_time_s"], 2)
+    if not sessions or any(s["wall_time_s"] is None for s in sessions):
+        sessions = [{"command": record["command"], "epochs": [],
+                     "wall_time_s": record["wall_time_s"]}]
+    return {"command": sessions[0]["command"], "sessions": sessions,
+            "wall_time_s": round(sum(s["wall_time_s"] for s in sessions), 2)}
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -63,10 +72,10 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     and its record to ``<stem>.json``; returns the record.
 
     ``stem`` defaults to ``<model>-<data>`` (e.g. ``dsm_micro-cifar10``). The record holds the
-    command that started the run, its number of sessions (a run stopped once and resumed has
-    two) and their wall time summed, the config, per-epoch history and final metrics, the
-    file's size, the sha256 of its state (:func:`dsm_ref.pretrained.state_digest`, not of the
-    file's bytes), and
+    command that started the run, its sessions (a run stopped once and resumed has two: each
+    with its command, epochs and wall time) and their wall time summed, the config, per-epoch
+    history and final metrics, the file's size, the sha256 of its state
+    (:func:`dsm_ref.pretrained.state_digest`, not of the file's bytes), and
     ``shipped_test``: loss and top-1/top-5 of the stored float16 weights on the run's test set
     (needs the dataset, e.g. ``DSM_DATA_DIR``).
     """
