@@ -15,7 +15,8 @@ content. Four measurements per DSWG (one per block of a DSM model), all on a bat
   weights are a function of it.
 
 ``fixed_band_weights`` freezes the selection of a trained model (every image gets the same band
-weights, e.g. their mean): the accuracy it loses is what the per-image selection contributes.
+weights, e.g. their mean): the accuracy it loses measures how much the trained network relies on
+its per-image selection (not what a DSWG gains over static weights trained as such).
 
 Used by notebook 06 and ``python -m dsm_ref.probe``.
 """
@@ -108,7 +109,7 @@ def fixed_band_weights(model: nn.Module, weights: dict[str, Tensor]) -> Iterator
     """Within the ``with`` block, each DSWG named in ``weights`` gives every image the same band
     weights ``(G, L, L)`` (e.g. its mean over a set of images): the trained network with its
     spectrum selection made static, everything else unchanged. Comparing its accuracy with the
-    model's own measures what the per-image selection contributes after training."""
+    model's own measures how much the trained network relies on its per-image selection."""
     modules = dswg_modules(model)
     unknown = sorted(set(weights) - set(modules))
     if unknown:
