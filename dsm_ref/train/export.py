@@ -46,7 +46,7 @@ def _sessions(run: Path, record: dict[str, Any]) -> dict[str, Any]:
     """How the run was made, from its ``log.jsonl``: the command that started it, and one entry
     per session (start, then each resume): its command, the epochs it completed and its wall
     time; ``wall_time_s`` sums them (``metrics.json`` holds only the last session's). Without a
-    log, the last session alone."""
+    log, or when a session never logged its end (killed outright), the last session alone."""
     path = run / "log.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
         if path.is_file() else []
