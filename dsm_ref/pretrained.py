@@ -25,8 +25,8 @@ from torch import Tensor, nn
 from .files import atomic_torch_save, read_torch_file
 
 __all__ = ["WEIGHTS_FORMAT", "WEIGHTS_DIR", "SHIPPED_WEIGHTS", "WeightsError", "weights_path",
-           "pretrained_models", "save_weights", "read_weights", "load_pretrained", "weights_info",
-           "state_digest"]
+           "pretrained_models", "save_weights", "read_weights", "load_pretrained",
+           "model_from_weights", "weights_info", "state_digest"]
 
 WEIGHTS_FORMAT = "dsm_ref.weights"
 WEIGHTS_VERSION = 1
@@ -106,6 +106,22 @@ def load_pretrained(model: nn.Module, name: str, overrides: dict[str, Any]) -> n
     stored = read_weights(path)
     if stored["model"] != name:
         raise WeightsError(f"{path} holds weights of {stored['model']!r}, not {name!r}")
+    return _load_stored(model, stored, overrides)
+
+
+def model_from_weights(path: str | os.PathLike) -> nn.Module:
+    """The model a weights file describes (its variant, built with its stored options) holding
+    those weights in float32: for files kept outside the package, e.g. an earlier recipe's
+    weights in ``data/weights/``."""
+    from .models import create_model  # models imports this module
+
+    stored = read_weights(path)
+    model = create_model(stored["model"], **stored["model_options"])
+    return _load_stored(model, stored, stored["model_options"])
+
+
+def _load_stored(model: nn.Module, stored: dict[str, Any], overrides: dict[str, Any]) -> nn.Module:
+    """``stored``'s state loaded into ``model``, cast to its dtypes; the shapes must match."""
     own = model.state_dict()
     state = {key: value.to(own[key].dtype) if key in own and value.is_floating_point() else value
              for key, value in stored["state_dict"].items()}
@@ -115,7 +131,7 @@ def load_pretrained(model: nn.Module, name: str, overrides: dict[str, Any]) -> n
     if wrong or missing or unexpected:
         details = "; ".join(wrong[:3] + [f"missing {k}" for k in missing[:3]]
                             + [f"unexpected {k}" for k in unexpected[:3]])
-        raise WeightsError(f"the trained weights of {name!r} (built with "
+        raise WeightsError(f"the trained weights of {stored['model']!r} (built with "
                            f"{stored['model_options'] or 'its defaults'}) do not fit the model "
                            f"built with {overrides}: {details}. Use pretrained=True only with "
                            "options that keep every shape (e.g. token_mixer is not one)")

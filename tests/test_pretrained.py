@@ -2,6 +2,7 @@
 a finished run, and (when they are in the package) the shipped dsm_micro weights themselves."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,6 +59,33 @@ def test_pretrained_with_shape_changing_options_is_refused(shipped_dir):
                                              r"\(10, 128\), model \(5, 128\)"):
         create_model("dsm_micro", pretrained=True, num_classes=5)
     create_model("dsm_micro", pretrained=True, drop_path_rate=0.1)  # no shape changes: loads
+
+
+def test_model_from_weights_builds_the_stored_variant_with_its_options(tmp_path):
+    torch.manual_seed(0)
+    source = create_model("dsm_micro", num_classes=5)
+    P.save_weights(source.state_dict(), tmp_path / "five.pt", model="dsm_micro",
+                   model_options={"num_classes": 5}, preprocess=PREPROCESS, classes=CLASSES[:5])
+    model = P.model_from_weights(tmp_path / "five.pt")
+    assert model.head.weight.shape == (5, 128)
+    for key, value in model.state_dict().items():
+        expected = source.state_dict()[key]
+        assert torch.equal(value, expected.half().float() if expected.is_floating_point()
+                           else expected), key
+    (tmp_path / "bad.pt").write_bytes(b"not a weights file")
+    with pytest.raises(P.WeightsError):
+        P.model_from_weights(tmp_path / "bad.pt")
+
+
+def test_the_kept_weights_of_the_earlier_recipe_match_their_record():
+    """data/weights/ keeps the weights the package shipped before, for notebook 05's paired
+    comparison of the two recipes on the same test images."""
+    path = Path(__file__).resolve().parents[1] / "data" / "weights" / "dsm_micro-cifar10-long.pt"
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert P.read_weights(path)["sha256"] == record["sha256"]
+    assert record["size_bytes"] == path.stat().st_size
+    assert record["config"]["epochs"] == len(record["history"]) and not record["config"]["mixup"]
+    assert P.model_from_weights(path).head.weight.shape == (10, 128)
 
 
 def test_damaged_foreign_and_truncated_files_are_refused(shipped_dir, tmp_path):
