@@ -1,6 +1,6 @@
 """Trained weights shipped inside the package: which variants have them, how they are stored, and
 how ``create_model(name, pretrained=True)`` loads them. :data:`SHIPPED_WEIGHTS` names the file of
-each variant that has one (``dsm_micro``: CIFAR-10, trained by the ``cifar10-dsm_micro-long``
+each variant that has one (``dsm_micro``: CIFAR-10, trained by the ``cifar10-dsm_micro-mix``
 preset); :func:`pretrained_models` lists those whose file is present in this copy.
 
 A weights file ``dsm_ref/weights/<variant>-<dataset>.pt`` (format :data:`WEIGHTS_FORMAT`) holds
