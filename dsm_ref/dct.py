@@ -67,12 +67,14 @@ METHODS = ("auto", "matmul", "fft", "scipy")
 # on CPU, fp32, one thread, 64 channels (data/bench/cpu_dct.json, made by
 # `python -m dsm_ref bench dct --device cpu --threads 1 --sizes 7 14 28 56 112 224 320 448 640
 # 768 1024 --target-time 0.2 --rounds 3`), time over the matmul's, channels-last (channels-first):
-# scipy 3.7 (1.7) at 56, 1.37 (1.13) at 112, 1.04 (0.81) at 224, 0.69 (0.55) at 320, 0.30 (0.27)
-# at 1024; our FFT path 2.7 (1.9) at 224, 1.6 (1.4) at 448, 1.1 (0.9) at 1024. The matmul's 2N
-# multiply-adds per value run near the machine's matmul peak; pocketfft's native DCT (scipy)
-# matches it at 224 and wins beyond; our FFT path, whose log2 N work is spread over memory-bound
-# passes (reorders, twiddles, layout changes), only catches up near 1024. No crossover is
-# measured on CUDA yet (scripts/gpu_check.sh measures it), so CUDA keeps the matmul.
+# scipy 3.4 (1.9) at 56, 1.88 (1.28) at 112, 1.19 (0.72) at 224, 0.80 (0.58) at 320, 0.26
+# (0.27) at 1024; our FFT path 2.4 (1.8) at 224, 1.6 (1.3) at 448, 1.4 (0.8) at 1024. The
+# matmul's 2N multiply-adds per value run near the machine's matmul peak; pocketfft's native DCT
+# (scipy) crosses it at 224 (slower channels-last, faster channels-first; an earlier run gave
+# 1.04 (0.81) there) and wins beyond; our FFT path, whose log2 N work is spread over memory-bound
+# passes (reorders, twiddles, layout changes), catches up only near 1024, and takes 2.3-4.1x the
+# time of GFNet's rfft2 of the same tensor channels-last. No crossover is measured on CUDA yet
+# (scripts/gpu_check.sh measures it), so CUDA keeps the matmul.
 AUTO_CROSSOVER: dict[str, tuple[int, str] | None] = {"cpu": (224, "scipy"), "cuda": None}
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)

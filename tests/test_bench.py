@@ -181,12 +181,21 @@ def _run_cli(tmp_path, suite, *extra):
 def test_cli_dct_writes_valid_json(tmp_path):
     record = _run_cli(tmp_path, "dct", "--rounds", "2")
     methods = {r["method"] for r in record["results"]}
-    assert methods == set(bench.DCT_METHODS)
+    assert methods == set(bench.DCT_METHODS) | {bench.DCT_REFERENCE}
     for row in record["results"]:
         assert row["time"]["median_s"] > 0
-        assert row["max_rel_error"] < 1e-5
+        if row["method"] == bench.DCT_REFERENCE:  # GFNet's rfft2: another transform, no error
+            assert row["max_rel_error"] is None
+        else:
+            assert row["max_rel_error"] < 1e-5
         assert len(row["rounds"]) == 2 and row["time"]["median_s"] == min(row["rounds"])
         assert row["flops"] is None if row["method"] == "scipy" else row["flops"] > 0
+    # the report holds the FFT DCT to GFNet's rfft2 of the same tensor
+    from dsm_ref.bench.targets import speed_targets
+
+    targets = speed_targets({("dct", "cpu"): record}, lambda value, digits=3: f"{value:.3g}")
+    (fft_row,) = [row for row in targets if "rfft2" in row[0]]
+    assert fft_row[2] in ("met", "not met") and "fft/rfft2" in fft_row[1]
 
 
 def test_cli_mixers_writes_valid_json(tmp_path):

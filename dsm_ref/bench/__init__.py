@@ -46,7 +46,9 @@ from .records import (
 )
 from .report import render_report
 from .suites import (
+    DCT_ARMS,
     DCT_METHODS,
+    DCT_REFERENCE,
     MEMORY_LAYOUTS,
     Settings,
     bench_dct,
@@ -67,7 +69,9 @@ from .timing import (
 
 __all__ = [
     "CONVENTIONS",
+    "DCT_ARMS",
     "DCT_METHODS",
+    "DCT_REFERENCE",
     "MEMORY_LAYOUTS",
     "MIXERS",
     "MIXER_ARMS",
