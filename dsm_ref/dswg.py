@@ -118,8 +118,8 @@ class _GroupLogMagnitude(torch.autograd.Function):
         per_channel = grad.to(spectrum.dtype)[..., None] / (c // ctx.groups)  # (B, H, W, G, 1)
         # d/dS log(1 + |S|) = sign(S) / (1 + |S|)
         slope = torch.sign(spectrum).div_(spectrum.abs().add_(1.0))
-        grouped = slope.reshape(b, h, w, ctx.groups, c // ctx.groups) * per_channel
-        return grouped.reshape(b, h, w, c), None
+        slope.view(b, h, w, ctx.groups, c // ctx.groups).mul_(per_channel)  # in place: same bits
+        return slope, None
 
 
 class DynamicSpectrumWeights(nn.Module):

@@ -177,3 +177,23 @@ def test_log_of_mean_descriptor():
                      for d in ("log", "log_of_mean")}
     torch.testing.assert_close(one_per_group["log"].band_descriptors(spectrum),
                                one_per_group["log_of_mean"].band_descriptors(spectrum))
+
+
+def test_log_descriptor_backward_matches_autograd_of_its_formula():
+    # The "log" descriptor has its own backward (dswg._GroupLogMagnitude); it must equal autograd
+    # of log1p(|S|) averaged over each group's channels, with gradient 0 where S is exactly 0.
+    spectrum = torch.randn(2, 5, 6, 8, dtype=torch.float64)
+    spectrum[0, 0, 0, :3] = 0.0
+    dswg = DynamicSpectrumWeights(8, 3, num_groups=2).double()
+    upstream = torch.randn(2, 2, 3, 3, dtype=torch.float64)
+    mine = spectrum.clone().requires_grad_(True)
+    (dswg.band_descriptors(mine) * upstream).sum().backward()
+    reference = spectrum.clone().requires_grad_(True)
+    features = torch.log1p(reference.abs()).reshape(2, 5, 6, 2, 4).mean(-1)
+    layout = dswg.band_layout(5, 6, torch.device("cpu"))
+    pooled = (layout.band_mean @ features.reshape(2, 30, 2)).transpose(1, 2).reshape(2, 2, 3, 3)
+    (pooled * upstream).sum().backward()
+    torch.testing.assert_close(mine.grad, reference.grad)
+    assert (mine.grad[0, 0, 0, :3] == 0).all()
+    assert torch.autograd.gradcheck(lambda s: dswg.band_descriptors(s), (spectrum[1:].clone()
+                                                                        .requires_grad_(True),))
