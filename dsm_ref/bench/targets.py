@@ -117,49 +117,41 @@ def _model_rows(records: Records, fmt) -> list[list[str]]:
     return rows
 
 
+def _time_ratios(index: dict, method: str, other: str) -> list[tuple[float, str]]:
+    """``time(method) / time(other)`` and ``"NxN layout"`` at every size and layout where the
+    DCT record ``index`` (keyed by ``(n, layout, method)``) has both."""
+    return [(r["time"]["median_s"] / index[(n, layout, other)]["time"]["median_s"],
+             f"{n}x{n} {layout}")
+            for (n, layout, m), r in index.items() if m == method and (n, layout, other) in index]
+
+
 def _dct_rows(records: Records, fmt) -> list[list[str]]:
     cpu_dct = records.get(("dct", "cpu"))
     if not cpu_dct:
         return []
     index = {(r["n"], r["layout"], r["method"]): r for r in cpu_dct["results"]
              if not r.get("skipped")}
-    won = total = 0
-    worst = None
-    for (n, layout, method), r in index.items():
-        other = index.get((n, layout, "scipy"))
-        if method != "matmul" or other is None:
-            continue
-        ratio = other["time"]["median_s"] / r["time"]["median_s"]
-        total += 1
-        won += ratio >= 1
-        if worst is None or ratio < worst[0]:
-            worst = (ratio, f"{n}x{n} {layout}")
+    ratios = _time_ratios(index, "matmul", "scipy")  # scipy/matmul = 1 / these
+    won = sum(ratio <= 1 for ratio, _ in ratios)
+    worst = max(ratios, default=None)
     rows = [["matmul DCT at least as fast as `scipy.fft.dctn`, batched channels, CPU",
-             f"{won}/{total} points; worst scipy/matmul time ratio "
-             f"{fmt(worst[0], 2) if worst else '-'} ({worst[1] if worst else ''})",
-             _status(won, total)]]
+             f"{won}/{len(ratios)} points; worst scipy/matmul time ratio "
+             f"{fmt(1 / worst[0], 2) if worst else '-'} ({worst[1] if worst else ''})",
+             _status(won, len(ratios))]]
     return rows + [_fft_row(index, fmt), _auto_row(index, fmt)]
 
 
 def _fft_row(index: dict, fmt, slack: float = 1.2) -> list[str]:
     """The FFT DCT (Makhoul) within ``slack`` of GFNet's ``rfft2`` of the same tensor."""
-    won = total = 0
-    worst = None
-    for (n, layout, method), r in index.items():
-        other = index.get((n, layout, "rfft2"))
-        if method != "fft" or other is None:
-            continue
-        ratio = r["time"]["median_s"] / other["time"]["median_s"]
-        total += 1
-        won += ratio <= slack
-        if worst is None or ratio > worst[0]:
-            worst = (ratio, f"{n}x{n} {layout}")
+    ratios = _time_ratios(index, "fft", "rfft2")
     target = f"FFT DCT within {slack:.1f}x of GFNet's `rfft2` of the same tensor, CPU"
-    if not total:
+    if not ratios:
         return [target, "not measured (no rfft2 rows)", "not measured"]
+    won = sum(ratio <= slack for ratio, _ in ratios)
+    worst = max(ratios)
     return [target,
-            f"{won}/{total} points; worst fft/rfft2 time ratio {fmt(worst[0], 2)} ({worst[1]})",
-            _status(won, total)]
+            f"{won}/{len(ratios)} points; worst fft/rfft2 time ratio {fmt(worst[0], 2)} "
+            f"({worst[1]})", _status(won, len(ratios))]
 
 
 def _auto_row(index: dict, fmt, slack: float = 1.1) -> list[str]:
