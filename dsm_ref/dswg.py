@@ -5,9 +5,11 @@ generation layer emphasises informative frequency bands and diminishes others; i
 frequency features and computes a weight per band with a two-layer MLP; the "spectrum length"
 can be small. Everything else below is our documented choice (DESIGN.md section 2):
 
-1. band descriptor: ``log(1 + |S|)`` (or ``|S|`` over its per-image mean) per channel, averaged over
-   the channels of each of ``num_groups`` groups (or ``log(1 + |S|)`` of that average), then
-   pooled (mean or max) over each of an ``L x L`` grid of rectangular bands -> ``(B, G, L, L)``;
+1. band descriptor: the log of each of ``num_groups`` channel groups' root-mean-square magnitude,
+   ``log(1 + sqrt(mean over the group's channels of |S|^2))`` per coefficient (or ``log(1 + |S|)``
+   per channel averaged over the group, ``log(1 + |S|)`` of the group's mean, or ``|S|`` over its
+   per-image mean), then pooled (mean or max) over each of an ``L x L`` grid of rectangular bands
+   -> ``(B, G, L, L)``;
 2. a LayerNorm over all ``G * L * L`` band descriptors of the image, then a two-layer MLP ->
    band logits ``(B, G, L*L)``; its first layer starts at unit output scale, its last at zero;
 3. a gate with mean 1: ``L*L * softmax`` over the bands of a group (default), ``2 * sigmoid``,
@@ -40,7 +42,7 @@ SPECTRUM_LENGTH = 4
 
 GATES = ("softmax", "2sigmoid", "sigmoid")
 POOLS = ("mean", "max")
-DESCRIPTORS = ("log", "log_of_mean", "normalized")
+DESCRIPTORS = ("log", "log_of_mean", "log_rms", "normalized")
 LAYOUTS = ("dct", "rfft")
 HIDDEN_INITS = ("small", "lecun")
 
@@ -93,11 +95,11 @@ class _GroupLogMagnitude(torch.autograd.Function):
 
     The same numbers as ``torch.log1p(S.abs()).reshape(B, H, W, G, C // G).mean(-1)``, with one
     full-size temporary instead of two, and nothing full-size saved for the backward but ``S``
-    itself (which the mixer's ``S * W0`` keeps anyway): the logarithm is the DSWG's largest cost
-    on CPU, and each pass over the full spectrum counts (BENCHMARKS.md). Real spectra only.
-    (``log_`` of ``add_(1)`` ran faster than ``log1p_`` in a microbenchmark but changes the
-    result in the last bit, and a training run amplifies that: the stored studies, which
-    notebook 06 re-runs and compares exactly, would no longer reproduce.)
+    itself (which the mixer's ``S * W0`` keeps anyway): a logarithm of every coefficient is this
+    descriptor's largest cost on CPU, and each pass over the full spectrum counts
+    (BENCHMARKS.md). Real spectra only. Kept exact (``log1p_``, not the faster ``log_`` of
+    ``add_(1)``, which changes the last bit) so that the studies and weights trained with it
+    still reproduce.
     """
 
     @staticmethod
@@ -120,6 +122,11 @@ class _GroupLogMagnitude(torch.autograd.Function):
         slope = torch.sign(spectrum).div_(spectrum.abs().add_(1.0))
         slope.view(b, h, w, ctx.groups, c // ctx.groups).mul_(per_channel)  # in place: same bits
         return slope, None
+
+
+def _statistics_dtype(spectrum: Tensor) -> torch.dtype | None:
+    """float32 for the statistics of a half-precision spectrum (``None``: its own dtype)."""
+    return torch.float32 if spectrum.dtype in (torch.float16, torch.bfloat16) else None
 
 
 class DynamicSpectrumWeights(nn.Module):
@@ -146,18 +153,23 @@ class DynamicSpectrumWeights(nn.Module):
             ``"sigmoid"`` (0.5 at init). paper: not stated / ours: softmax / why: a prototype saw
             a plain sigmoid halve the branch at start and then saturate.
         pool: how a band's descriptors are pooled, ``"mean"`` or ``"max"``.
-        descriptor: ``"log"`` (``log(1 + |S|)`` per channel, then the group mean),
-            ``"log_of_mean"`` (``log(1 + group mean of |S|)``) or ``"normalized"`` (``|S|`` over
-            its per-image, per-group mean). All stay bounded as the resolution and the DC term
-            grow. paper: "downsamples the frequency features" / ours: ``"log"`` / why:
-            ``"log_of_mean"`` takes one logarithm per group instead of one per channel (the
-            largest DSWG cost on CPU, BENCHMARKS.md) and ties ``"log"`` in the gate study
-            (notebook 06); the default stays ``"log"`` because every stored study used it.
+        descriptor: ``"log_rms"`` (``log(1 + RMS)``, the RMS of ``S`` over the group's
+            channels at each coefficient), ``"log"`` (``log(1 + |S|)`` per channel, then the
+            group mean), ``"log_of_mean"`` (``log(1 + group mean of |S|)``) or ``"normalized"``
+            (``|S|`` over its per-image, per-group mean). All stay bounded as the resolution and
+            the DC term grow. paper: "downsamples the frequency features" / ours: ``"log_rms"``
+            / why: one fused pass over the spectrum (``torch.linalg.vector_norm``: no full-size
+            temporary) and one logarithm per group instead of one per channel, the DSWG's
+            largest cost on CPU (``BENCHMARKS.md``); on the ``distractors`` task it selects as
+            well as ``"log"``, the default before it (5 seeds: -0.19 points, 95 % CI
+            [-1.18, +0.80]; both beat the static twin by +4.7 to +4.9;
+            ``data/results/cpu-distractors``, notebook 06). The studies and weights stored
+            before the change ran ``"log"`` (notebooks 05 and 06 say which).
         layout: ``"dct"`` (coefficient ``(ky, kx)`` is frequency ``(ky, kx)``) or ``"rfft"`` (an
             ``rfft2`` half-spectrum: rows are folded to ``|frequency|``).
         descriptor_norm: LayerNorm over the ``G * L * L`` band descriptors of each image before
             the MLP. paper: not stated / ours: on / why: the raw descriptors share a large
-            per-image offset (every band's ``log(1 + |S|)`` is positive and similar), so the MLP
+            per-image offset (every band's descriptor is positive and similar), so the MLP
             saw mostly the image's overall energy; normalised, it sees which bands stand out.
             Its cost: the overall spectral level is gone, and a task that needs it (notebook
             03's denoising example) does worse with it; ``descriptor_norm=False`` keeps it.
@@ -181,7 +193,7 @@ class DynamicSpectrumWeights(nn.Module):
         hidden_ratio: float = 0.5,
         gate: str = "softmax",
         pool: str = "mean",
-        descriptor: str = "log",
+        descriptor: str = "log_rms",
         layout: str = "dct",
         descriptor_norm: bool = True,
         hidden_init: str = "lecun",
@@ -222,6 +234,13 @@ class DynamicSpectrumWeights(nn.Module):
         key = ("dswg_bands", h, w, length, folded_rows, torch.device(device))
         return cached_constant(key, lambda: _build_layout(h, w, length, folded_rows, device))
 
+    def _band_mean(self, h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The layout's ``band_mean`` in ``dtype``, cached: at 224 x 224 it has 0.8 M entries,
+        too many to convert on every forward."""
+        length, folded_rows = self.spectrum_length, self.layout == "rfft"
+        key = ("dswg_band_mean", h, w, length, folded_rows, dtype, torch.device(device))
+        return cached_constant(key, lambda: self.band_layout(h, w, device).band_mean.to(dtype))
+
     def band_descriptors(self, spectrum: Tensor) -> Tensor:
         """Band descriptors ``(B, G, L, L)`` of a real or complex spectrum ``(B, H, W, C)``.
 
@@ -231,6 +250,10 @@ class DynamicSpectrumWeights(nn.Module):
         groups = self.num_groups
         if self.descriptor == "log" and not spectrum.is_complex():
             features = _GroupLogMagnitude.apply(spectrum, groups)
+        elif self.descriptor == "log_rms":  # one fused pass over S: no full-size temporary
+            grouped = spectrum.reshape(b, h, w, groups, c // groups)
+            rms = torch.linalg.vector_norm(grouped, dim=-1, dtype=_statistics_dtype(spectrum))
+            features = torch.log1p(rms * (groups / c) ** 0.5)  # small: (B, H, W, G)
         else:
             magnitude = spectrum.abs()
             if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
@@ -245,7 +268,8 @@ class DynamicSpectrumWeights(nn.Module):
                 features = features.reshape(b, h, w, groups, c // groups).mean(-1)
         layout = self.band_layout(h, w, spectrum.device)
         if self.pool == "mean":  # one matmul: (L*L, H*W) @ (B, H*W, G) -> (B, L*L, G)
-            pooled = layout.band_mean.to(features.dtype) @ features.reshape(b, h * w, groups)
+            band_mean = self._band_mean(h, w, features.dtype, spectrum.device)
+            pooled = band_mean @ features.reshape(b, h * w, groups)
             length = self.spectrum_length
             return pooled.transpose(1, 2).reshape(b, groups, length, length)
         row_onehot = layout.row_onehot.to(features.dtype)
@@ -293,7 +317,7 @@ class DynamicSpectrumWeights(nn.Module):
         b, g = band_weights.shape[:2]
         band_of = self.band_layout(h, w, band_weights.device).band_of
         per_band = band_weights.reshape(b, g, -1).transpose(1, 2)  # (B, L*L, G)
-        return per_band[:, band_of].reshape(b, h, w, g, 1)
+        return per_band.index_select(1, band_of).reshape(b, h, w, g, 1)  # a gather
 
     def expand(self, band_weights: Tensor, h: int, w: int) -> Tensor:
         """``(B, G, L, L) -> (B, H, W, C)``: each coefficient takes its band's weight."""
@@ -306,12 +330,18 @@ class DynamicSpectrumWeights(nn.Module):
         h, w = spectrum.shape[1:3]
         return self.expand(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
 
-    def forward(self, spectrum: Tensor, values: Tensor) -> Tensor:
+    def forward(self, spectrum: Tensor, values: Tensor, *, inplace: bool = False) -> Tensor:
         """``values * A(S)``: re-weights ``values`` ``(B, H, W, C)`` (the mixer's filtered
         spectrum ``S * W0``, real or complex) by the band weights of ``spectrum`` ``(B, H, W,
         C)``. Equal to ``values * self.weights(spectrum)`` but without building ``A(S)`` at
         full size: the weights broadcast over each group's channels (one multiply instead of
-        an expand, a copy and a multiply)."""
+        an expand, a copy and a multiply).
+
+        ``inplace=True`` lets it overwrite ``values`` when no gradient is recorded through the
+        multiply (inference, ``torch.no_grad``): no full-size output is allocated. With
+        gradients it multiplies out of place, as autograd needs ``values`` for the band weights'
+        gradient.
+        """
         b, h, w, c = spectrum.shape
         if values.shape != spectrum.shape:
             raise ValueError(
@@ -320,6 +350,9 @@ class DynamicSpectrumWeights(nn.Module):
             )
         per_group = self._per_group(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
         grouped = values.reshape(b, h, w, self.num_groups, c // self.num_groups)
+        recorded = torch.is_grad_enabled() and (values.requires_grad or per_group.requires_grad)
+        if inplace and not recorded:
+            return grouped.mul_(per_group).reshape(b, h, w, c)
         return (grouped * per_group).reshape(b, h, w, c)
 
     def extra_repr(self) -> str:

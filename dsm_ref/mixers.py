@@ -142,7 +142,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         weight = resize_spectral_weight(self.spectral_weight, (h, w)).to(spectrum.dtype)
         filtered = spectrum * weight
         if self.dswg is not None:
-            filtered = self.dswg(spectrum, filtered)
+            filtered = self.dswg(spectrum, filtered, inplace=True)  # `filtered` is ours
         return self.proj(idct2(filtered, dims=(1, 2), method=self.dct_method))
 
     def extra_repr(self) -> str:

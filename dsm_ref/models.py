@@ -44,7 +44,7 @@ from .mixers import (
     GlobalFilter,
     IdentityMixer,
 )
-from .pretrained import load_pretrained, weights_path
+from .pretrained import load_pretrained, read_weights, weights_path
 
 __all__ = [
     "DSMBlock",
@@ -55,6 +55,7 @@ __all__ = [
     "init_weights",
     "list_models",
     "mixer_options",
+    "spelled_out_options",
     "register_model",
     "weight_decay_groups",
 ]
@@ -94,6 +95,31 @@ def mixer_options(token_mixer: str, options: dict[str, Any] | None = None) -> di
                 if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
     resolved.update(options or {})
     return resolved
+
+
+def spelled_out_options(model_options: dict[str, Any] | None) -> dict[str, Any]:
+    """A model's ``model_options`` with its token mixer named and every option of that mixer
+    spelled out, defaults included (:func:`mixer_options`). Trained weights store this, so a
+    default that changes later (e.g. the DSWG's descriptor) does not change the model they
+    load into. Mixers given as classes are left as they are."""
+    options = dict(model_options or {})
+    name = options.get("token_mixer", "dsm")
+    if not isinstance(name, str):
+        return options
+    return {**options, "token_mixer": name,
+            "mixer_options": mixer_options(name, options.get("mixer_options"))}
+
+
+def merged_options(stored: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` model options with ``overrides`` applied; ``mixer_options`` are merged key by
+    key while the token mixer stays the stored one (another mixer takes only its own)."""
+    merged = {**stored, **overrides}
+    if merged.get("token_mixer") == stored.get("token_mixer"):
+        merged["mixer_options"] = {**(stored.get("mixer_options") or {}),
+                                   **(overrides.get("mixer_options") or {})}
+    elif "mixer_options" not in overrides:
+        merged.pop("mixer_options", None)
+    return merged
 
 
 def _resolve_mixer(token_mixer: str | MixerFactory, options: dict | None) -> MixerFactory:
@@ -422,14 +448,17 @@ def create_model(name: str, pretrained: bool = False, **overrides) -> DSM:
     ``create_model("dsm_s", num_classes=100, img_size=288, token_mixer="gfnet")``.
 
     ``pretrained=True`` loads the trained weights shipped with the package (``dsm_micro``:
-    CIFAR-10; :func:`dsm_ref.pretrained.pretrained_models` lists them, and
+    CIFAR-10) into the model built with the options stored with them, ``overrides`` on top
+    (:func:`dsm_ref.pretrained.pretrained_models` lists them, and
     :func:`dsm_ref.pretrained.weights_info` gives the input normalisation they expect); a
     variant without weights, or overrides that change a parameter's shape, raise
     :class:`dsm_ref.pretrained.WeightsError`.
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {list_models()}")
-    if pretrained:
-        weights_path(name)  # fails fast, before building, for a variant without weights
-    model = _MODELS[name](**overrides)
-    return load_pretrained(model, name, overrides) if pretrained else model
+    if not pretrained:
+        return _MODELS[name](**overrides)
+    stored = read_weights(weights_path(name))  # fails fast for a variant without weights
+    # Built with the options the weights were trained with (the overrides on top).
+    model = _MODELS[name](**merged_options(stored["model_options"], overrides))
+    return load_pretrained(model, name, overrides, stored=stored)

@@ -98,12 +98,14 @@ def read_weights(path: str | os.PathLike) -> dict[str, Any]:
     return stored
 
 
-def load_pretrained(model: nn.Module, name: str, overrides: dict[str, Any]) -> nn.Module:
-    """Loads variant ``name``'s shipped weights into ``model`` (built with ``overrides``), cast
-    to the model's dtype; :class:`WeightsError` when none exist or the overrides changed a shape
-    (e.g. ``num_classes``): the message names the parameters that do not fit."""
+def load_pretrained(model: nn.Module, name: str, overrides: dict[str, Any], *,
+                    stored: dict[str, Any] | None = None) -> nn.Module:
+    """Loads variant ``name``'s shipped weights (``stored``, if already read) into ``model``
+    (built with ``overrides``), cast to the model's dtype; :class:`WeightsError` when none exist
+    or the overrides changed a shape (e.g. ``num_classes``): the message names the parameters
+    that do not fit."""
     path = weights_path(name)
-    stored = read_weights(path)
+    stored = stored if stored is not None else read_weights(path)
     if stored["model"] != name:
         raise WeightsError(f"{path} holds weights of {stored['model']!r}, not {name!r}")
     return _load_stored(model, stored, overrides)

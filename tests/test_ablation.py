@@ -9,8 +9,9 @@ from dsm_ref import ablation, create_model
 from dsm_ref.ablation.run import run_path
 from dsm_ref.ablation.sharing import _claim
 from dsm_ref.cli import main as cli
+from dsm_ref.dswg import DESCRIPTORS
 from dsm_ref.mixers import DynamicSpectrumMixer
-from dsm_ref.models import TOKEN_MIXERS
+from dsm_ref.models import TOKEN_MIXERS, mixer_options
 
 TOY = ablation.Budget(epochs=1, n_train=32, n_test=16, batch_size=16)
 
@@ -232,6 +233,24 @@ def test_run_key_names_the_model_with_its_defaults(monkeypatch):
     monkeypatch.setitem(TOKEN_MIXERS, "dsm",
                         partial(DynamicSpectrumMixer, dynamic=True, spectrum_length=8))
     assert studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10") == length_8
+
+
+def test_an_arm_with_a_default_spelled_out_keeps_its_runs():
+    """``with_mixer_options`` pins an option (e.g. the descriptor a stored run had as its
+    default): the run key is that of the arm with the option given outright, the arm itself is
+    unchanged, and a value other than the default gives other runs."""
+    budget = ablation.Budget()
+    dynamic = ablation.STUDIES["dynamic_vs_static"].arm("dynamic")
+    default = mixer_options("dsm")["descriptor"]
+    pinned = dynamic.with_mixer_options(descriptor=default)
+    assert pinned.model_options["mixer_options"] == {"descriptor": default}
+    assert dynamic.model_options["mixer_options"] == {}
+    assert pinned.key(budget, "cifar10") == dynamic.key(budget, "cifar10")
+    other = next(d for d in DESCRIPTORS if d != default)
+    assert dynamic.with_mixer_options(descriptor=other).key(budget, "cifar10") != pinned.key(
+        budget, "cifar10")
+    length_2 = ablation.STUDIES["spectrum_length"].arm("L=2").with_mixer_options(num_groups=2)
+    assert length_2.model_options["mixer_options"] == {"spectrum_length": 2, "num_groups": 2}
 
 
 def test_two_processes_share_one_study(tmp_path):

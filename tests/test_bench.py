@@ -198,6 +198,27 @@ def test_cli_dct_writes_valid_json(tmp_path):
     assert fft_row[2] in ("met", "not met") and "fft/rfft2" in fft_row[1]
 
 
+def test_dswg_overhead_target_compares_each_point_with_the_static_twin():
+    from dsm_ref.bench.targets import speed_targets
+
+    def entry(ms):
+        return {"time": {"median_s": ms / 1e3}, "ms_per_image": ms}
+
+    results = [{"mixer": mixer, "dim": dim, "grid": [n, n], "inference": entry(ms),
+                "train": entry(3 * ms)}
+               for mixer, dim, n, ms in (("dsm_static", 64, 14, 1.0), ("dsm_matmul", 64, 14, 1.1),
+                                         ("dsm_static", 64, 28, 2.0), ("dsm_matmul", 64, 28, 2.6),
+                                         ("gfnet", 64, 28, 9.0))]
+    record = {"settings": {"mixers": ["dsm_matmul", "dsm_static", "gfnet"],
+                           "modes": ["inference", "train"]}, "results": results}
+    rows = [row for row in speed_targets({("mixers", "cpu"): record}, str)
+            if row[0].startswith("DSWG adds")]
+    assert [row[0].split(", ")[1] for row in rows] == ["inference", "train"]
+    assert rows[0][1] == "1/2 points; median 1.20x, worst 1.30x (C=64 28²)"
+    assert rows[0][2] == "not met"
+    assert speed_targets({}, str)[0][2] == "not measured"
+
+
 def test_cli_mixers_writes_valid_json(tmp_path):
     record = _run_cli(tmp_path, "mixers", "--mixers", "dsm_matmul", "gfnet", "attention",
                       "--rounds", "2")
@@ -336,7 +357,7 @@ def test_mixer_arms_are_registry_mixers_with_options():
         "dsm_matmul": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="matmul"),
         "dsm_fft": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="fft"),
         "dsm_static": lambda: DynamicSpectrumMixer(C, (H, W), dynamic=False),
-        "dsm_log_of_mean": lambda: DynamicSpectrumMixer(C, (H, W), descriptor="log_of_mean"),
+        "dsm_log": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="matmul", descriptor="log"),
         "gfnet": lambda: GlobalFilter(C, (H, W)),
         "attention": lambda: Attention(C, (H, W)),
         "dwconv7": lambda: DepthwiseConvMixer(C, (H, W), kernel_size=7),

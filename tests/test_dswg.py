@@ -48,10 +48,10 @@ def test_softmax_gate_has_mean_one_per_group_after_training_starts():
 
 
 def test_mean_pooling_matches_loops():
-    dswg = DynamicSpectrumWeights(6, 3, num_groups=2)
+    dswg = DynamicSpectrumWeights(6, 3, num_groups=2)  # the default descriptor: log of group RMS
     spectrum = torch.randn(2, 7, 5, 6)
     got = dswg.band_descriptors(spectrum)
-    feats = torch.log1p(spectrum.abs()).reshape(2, 7, 5, 2, 3).mean(-1)
+    feats = torch.log1p(spectrum.square().reshape(2, 7, 5, 2, 3).mean(-1).sqrt())
     bands = block_bands(7, 5, 3)
     for b in range(2):
         for g in range(2):
@@ -184,7 +184,7 @@ def test_log_descriptor_backward_matches_autograd_of_its_formula():
     # of log1p(|S|) averaged over each group's channels, with gradient 0 where S is exactly 0.
     spectrum = torch.randn(2, 5, 6, 8, dtype=torch.float64)
     spectrum[0, 0, 0, :3] = 0.0
-    dswg = DynamicSpectrumWeights(8, 3, num_groups=2).double()
+    dswg = DynamicSpectrumWeights(8, 3, num_groups=2, descriptor="log").double()
     upstream = torch.randn(2, 2, 3, 3, dtype=torch.float64)
     mine = spectrum.clone().requires_grad_(True)
     (dswg.band_descriptors(mine) * upstream).sum().backward()
@@ -197,3 +197,50 @@ def test_log_descriptor_backward_matches_autograd_of_its_formula():
     assert (mine.grad[0, 0, 0, :3] == 0).all()
     assert torch.autograd.gradcheck(lambda s: dswg.band_descriptors(s), (spectrum[1:].clone()
                                                                         .requires_grad_(True),))
+
+
+def test_log_rms_descriptor_is_the_log_of_each_groups_rms_magnitude():
+    """``log_rms``: ``log(1 + sqrt(mean of |S|^2 over a group's channels))`` per coefficient, then
+    the band mean; the same for complex spectra (``|z|^2``), in float32 for half inputs, and
+    gradient 0 (not NaN) where a whole group is exactly 0."""
+    spectrum = torch.randn(2, 6, 5, 8, dtype=torch.float64)
+    spectrum[0, 0, 0, :4] = 0.0  # one group of one coefficient all zero
+    dswg = DynamicSpectrumWeights(8, 3, num_groups=2, descriptor="log_rms").double()
+    rms = spectrum.square().reshape(2, 6, 5, 2, 4).mean(-1).sqrt()  # (B, H, W, G)
+    # A 2-channel, 2-group "log" DSWG takes log(1 + x) of each of its channels: the group RMS.
+    expected = DynamicSpectrumWeights(2, 3, num_groups=2).double().band_descriptors(rms)
+    torch.testing.assert_close(dswg.band_descriptors(spectrum), expected)
+    leaf = spectrum.clone().requires_grad_(True)
+    dswg.band_descriptors(leaf).sum().backward()
+    assert torch.isfinite(leaf.grad).all() and (leaf.grad[0, 0, 0, :4] == 0).all()
+    assert torch.autograd.gradcheck(lambda s: dswg.band_descriptors(s),
+                                    (spectrum[1:].clone().requires_grad_(True),))
+    complex_spectrum = torch.complex(spectrum, spectrum.flip(-1))
+    complex_rms = complex_spectrum.abs().square().reshape(2, 6, 5, 2, 4).mean(-1).sqrt()
+    torch.testing.assert_close(
+        dswg.band_descriptors(complex_spectrum),
+        DynamicSpectrumWeights(2, 3, num_groups=2).double().band_descriptors(complex_rms))
+    single = DynamicSpectrumWeights(8, 3, num_groups=2, descriptor="log_rms")
+    half = spectrum.to(torch.bfloat16)
+    got = single.band_descriptors(half)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, single.band_descriptors(half.float()))
+
+
+@pytest.mark.parametrize("descriptor", ["log", "log_rms"])
+def test_inplace_weighting_overwrites_values_only_when_no_gradient_is_recorded(descriptor):
+    torch.manual_seed(0)
+    dswg = DynamicSpectrumWeights(8, 3, num_groups=2, descriptor=descriptor)
+    nn.init.normal_(dswg.fc2.weight)
+    spectrum = torch.randn(2, 5, 6, 8)
+    expected = spectrum * 2 * dswg.weights(spectrum)
+    values = spectrum * 2
+    with torch.no_grad():
+        out = dswg(spectrum, values, inplace=True)
+    assert out.data_ptr() == values.data_ptr()
+    torch.testing.assert_close(out, expected.detach(), rtol=0, atol=0)
+    values = spectrum * 2  # recorded: the MLP's parameters need the unweighted values
+    out = dswg(spectrum, values, inplace=True)
+    assert out.data_ptr() != values.data_ptr() and torch.equal(values, spectrum * 2)
+    out.sum().backward()
+    assert dswg.fc2.weight.grad is not None

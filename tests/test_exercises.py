@@ -215,9 +215,13 @@ def test_spectrum_checks_fail_wrong_answers(capsys):
 def test_dswg_checks_fail_wrong_answers(capsys):
     from dsm_ref.exercises import dswg as ex
 
+    def log_rms(spectrum, groups):
+        b, h, w, c = spectrum.shape
+        return torch.log1p(spectrum.square().reshape(b, h, w, groups, c // groups).mean(-1).sqrt())
+
     def mean_pooled(spectrum, length, groups):
         b, h, w, c = spectrum.shape
-        features = torch.log1p(spectrum.abs()).reshape(b, h, w, groups, c // groups).mean(-1)
+        features = log_rms(spectrum, groups)
         rows = torch.nn.functional.one_hot(torch.arange(h) * length // h, length).float()
         cols = torch.nn.functional.one_hot(torch.arange(w) * length // w, length).float()
         sums = torch.einsum("bhwg,hi,wj->bgij", features, rows, cols)
@@ -227,7 +231,7 @@ def test_dswg_checks_fail_wrong_answers(capsys):
 
     def max_without_empty_bands(spectrum, length, groups):
         b, h, w, c = spectrum.shape
-        features = torch.log1p(spectrum.abs()).reshape(b, h, w, groups, c // groups).mean(-1)
+        features = log_rms(spectrum, groups)
         rows, cols = torch.arange(h) * length // h, torch.arange(w) * length // w
         out = torch.zeros(b, groups, length, length)
         for i in range(length):
@@ -237,6 +241,21 @@ def test_dswg_checks_fail_wrong_answers(capsys):
 
     _fails(ex.check_band_descriptors_max, max_without_empty_bands, "3 x 5 spectrum",
            "no coefficient", capsys=capsys)
+
+    def per_channel_log(spectrum, length, groups):  # the descriptor "log", not the default
+        b, h, w, c = spectrum.shape
+        features = spectrum.abs().log1p().reshape(b, h, w, groups, c // groups).mean(-1)
+        rows, cols = torch.arange(h) * length // h, torch.arange(w) * length // w
+        out = torch.zeros(b, groups, length, length)
+        for i in range(length):
+            for j in range(length):
+                in_band = features[:, rows == i][:, :, cols == j]
+                if in_band.numel():
+                    out[:, :, i, j] = in_band.amax(dim=(1, 2))
+        return out
+
+    _fails(ex.check_band_descriptors_max, per_channel_log, "log(1 + |S|) of every channel",
+           capsys=capsys)
 
     _fails(ex.check_softmax_gate, lambda z: torch.softmax(z, dim=-1), "mean 1/16",
            capsys=capsys)

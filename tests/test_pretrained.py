@@ -10,7 +10,8 @@ from conftest import needs_shared_cifar
 
 from dsm_ref import pretrained as P
 from dsm_ref.cli import main
-from dsm_ref.models import create_model
+from dsm_ref.dswg import DESCRIPTORS
+from dsm_ref.models import create_model, mixer_options, spelled_out_options
 from dsm_ref.train.export import export_run
 
 PREPROCESS = {"img_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
@@ -77,6 +78,36 @@ def test_model_from_weights_builds_the_stored_variant_with_its_options(tmp_path)
         P.model_from_weights(tmp_path / "bad.pt")
 
 
+def test_pretrained_builds_the_model_the_weights_were_trained_as(tmp_path, monkeypatch):
+    """The options stored with the weights decide the model, not today's defaults: weights of a
+    DSWG with another descriptor (and a static filter start) load into that DSWG, overrides on
+    top; another mixer drops the stored mixer options and its shapes are refused."""
+    torch.manual_seed(0)
+    options = spelled_out_options({"mixer_options": {"descriptor": "log_of_mean",
+                                                     "static_init": "ones"}})
+    source = create_model("dsm_micro", **options)
+    P.save_weights(source.state_dict(), tmp_path / "dsm_micro-cifar10.pt", model="dsm_micro",
+                   model_options=options, preprocess=PREPROCESS, classes=CLASSES)
+    monkeypatch.setattr(P, "WEIGHTS_DIR", tmp_path)
+    model = create_model("dsm_micro", pretrained=True,
+                         mixer_options={"gate": "softmax", "pool": "max"})
+    dswg = model.stages[0].blocks[0].mixer.dswg
+    assert (dswg.descriptor, dswg.pool) == ("log_of_mean", "max")
+    assert model.stages[0].blocks[0].mixer.static_init == "ones"
+    with pytest.raises(P.WeightsError, match="do not fit"):
+        create_model("dsm_micro", pretrained=True, token_mixer="gfnet")
+
+
+def test_spelled_out_options_name_every_mixer_option():
+    options = spelled_out_options({"num_classes": 5, "mixer_options": {"num_groups": 2}})
+    assert options["num_classes"] == 5 and options["token_mixer"] == "dsm"
+    assert options["mixer_options"] == mixer_options("dsm", {"num_groups": 2})
+    assert options["mixer_options"]["descriptor"] in DESCRIPTORS
+    assert spelled_out_options({"token_mixer": "identity"})["mixer_options"] == {}
+    with pytest.raises(ValueError, match="unknown option 'descriptor' of token_mixer 'attention"):
+        spelled_out_options({"token_mixer": "attention", "mixer_options": {"descriptor": "log"}})
+
+
 def test_the_kept_weights_of_the_earlier_recipe_match_their_record():
     """data/weights/ keeps the weights the package shipped before, for notebook 05's paired
     comparison of the two recipes on the same test images."""
@@ -126,6 +157,9 @@ def test_export_writes_small_weights_and_a_record_that_reproduces_the_run(tmp_pa
     # float16 rounding moves a logit by ~1e-3 relative: at most one of 16 predictions may flip
     assert abs(record["shipped_test"]["top1"] - metrics["final"]["test_top1"]) <= 100 / 16
     assert record["preprocess"]["img_size"] == 32 and len(record["classes"]) == 8
+    # the DSWG's form is spelled out: a later change of a default keeps these weights' model
+    assert record["model_options"] == spelled_out_options({})
+    assert P.read_weights(out / "toy.pt")["model_options"] == record["model_options"]
 
 
 def test_export_of_a_resumed_run_records_its_first_command_and_every_session(tmp_path):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -108,6 +108,13 @@ class Arm:
             payload["pretrain"] = asdict(self.pretrain)
         text = json.dumps(payload, sort_keys=True, default=repr)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def with_mixer_options(self, **options: Any) -> Arm:
+        """This arm with ``options`` set on its token mixer, e.g. the DSWG descriptor a stored
+        run was trained with while it was the default (``descriptor="log"``): its key, and so
+        its stored run and weights, are then those of that run."""
+        mixer = {**(self.model_options.get("mixer_options") or {}), **options}
+        return replace(self, model_options={**self.model_options, "mixer_options": mixer})
 
 
 def _resolved(model_options: dict[str, Any]) -> dict[str, Any]:
@@ -248,8 +255,21 @@ STUDIES: dict[str, Study] = {
             "descriptors, unit-scale first layer), where its first form did not?",
             "dynamic weights help (the paper); the form of the DSWG's MLP input and init is ours",
             (Arm("DSWG", _dsm(), expected=+1), Arm("static", _mixer("static")),
-             Arm("DSWG, first form", _dsm(descriptor_norm=False, hidden_init="small"))),
+             Arm("DSWG, first form", _dsm(descriptor="log", descriptor_norm=False,
+                                          hidden_init="small"))),
             reference="static",
+        ),
+        Study(
+            "descriptor",
+            "Does the DSWG select as well from the log of each channel group's RMS magnitude "
+            "(one fused pass over the spectrum) as from log(1+|S|) taken per channel?",
+            "the paper: the DSWG 'downsamples the frequency features'; which statistic it "
+            "downsamples is ours, and the per-channel logarithm was the DSWG's largest cost on "
+            "CPU (BENCHMARKS.md)",
+            (Arm("log per channel", _dsm(descriptor="log")),
+             Arm("log of group RMS", _dsm(descriptor="log_rms")),
+             Arm("static", _mixer("static"), expected=-1)),
+            reference="log per channel",
         ),
         Study(
             "spectrum_length",
@@ -277,9 +297,9 @@ STUDIES: dict[str, Study] = {
             "gate",
             "Which gate, band pooling and descriptor should the DSWG use (the paper does not "
             "say)?",
-            "not stated; our defaults are softmax (mean 1) and mean pooling of log(1+|S|) taken "
-            "per channel; 'log of mean' takes log(1+|S|) of each channel group's mean instead "
-            "(one logarithm per group: faster, BENCHMARKS.md)",
+            "not stated; our defaults are softmax (mean 1) and mean pooling of the default "
+            "descriptor; 'log of mean' takes log(1+|S|) of each channel group's mean magnitude "
+            "instead (the descriptor study compares the default with the earlier per-channel log)",
             (
                 Arm("softmax, mean", _dsm()),
                 Arm("2*sigmoid, mean", _dsm(gate="2sigmoid")),

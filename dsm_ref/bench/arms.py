@@ -100,15 +100,15 @@ MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
     MixerArm("dsm_matmul", "dsm", {"dct_method": "matmul"}),
     MixerArm("dsm_fft", "dsm", {"dct_method": "fft"}),
     MixerArm("dsm_static", "static"),
-    MixerArm("dsm_log_of_mean", "dsm", {"descriptor": "log_of_mean"}),
+    MixerArm("dsm_log", "dsm", {"dct_method": "matmul", "descriptor": "log"}),
     MixerArm("gfnet", "gfnet"),
     MixerArm("gfnet_upstream", "gfnet", implementation=GFNetUpstreamFilter),
     MixerArm("attention", "attention"),
     MixerArm("dwconv7", "dwconv", {"kernel_size": 7}),
 )}
 """Benchmarked mixers by label. ``dsm_static`` (no DSWG) shows what the band selector costs;
-``dsm_matmul`` is the default DSM mixer; ``dsm_log_of_mean`` is it with the DSWG descriptor that
-takes one logarithm per channel group instead of one per channel; ``gfnet_upstream`` is GFNet's
+``dsm_matmul`` is the default DSM mixer; ``dsm_log`` is it with the DSWG descriptor it had
+before, ``log(1 + |S|)`` of every coefficient of every channel; ``gfnet_upstream`` is GFNet's
 filter as its authors' code computes it (:class:`GFNetUpstreamFilter`), beside ours (``gfnet``)."""
 
 MIXERS: dict[str, Callable[..., nn.Module]] = {

@@ -329,8 +329,7 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
             continue
         prec = r["settings"]["precision"]
         for mode in r["settings"]["modes"]:
-            for other in ("gfnet", "gfnet_upstream", "attention", "dsm_static",
-                          "dsm_log_of_mean"):
+            for other in ("gfnet", "gfnet_upstream", "attention", "dsm_static", "dsm_log"):
                 if other in r["settings"]["mixers"] and "dsm_matmul" in r["settings"]["mixers"]:
                     ratios = _ratio_line(r, "dsm_matmul", other, mode)
                     out.append(f"- {device} {prec}, {mode}: time({other}) / time(dsm_matmul), "

@@ -1,7 +1,7 @@
 """The speed targets the benchmarks check: each a measured time or throughput against a
-reference (the DSM mixer against GFNet's filter and attention, its time exponent, ``dsm_s``
-against Swin-T, the matmul DCT against ``scipy.fft.dctn``, the FFT DCT against GFNet's
-``rfft2``), with what the stored records give
+reference (the DSWG's cost over the static mixer, the DSM mixer against GFNet's filter and
+attention, its time exponent, ``dsm_s`` against Swin-T, the matmul DCT against
+``scipy.fft.dctn``, the FFT DCT against GFNet's ``rfft2``), with what the stored records give
 and whether the target is met. A target with no record says "not measured"."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _mixer_rows(records: Records) -> list[list[str]]:
                          "not measured (no such result file)", "not measured"])
             continue
         for mine, name in (("dsm_matmul", "DSM mixer"),
-                           ("dsm_log_of_mean", "DSM mixer, log-of-mean descriptor")):
+                           ("dsm_log", "DSM mixer, per-channel log descriptor")):
             if mine not in record["settings"]["mixers"]:
                 continue
             won, total, worst = _wins(record, mine, "gfnet")
@@ -75,6 +75,33 @@ def _mixer_rows(records: Records) -> list[list[str]]:
         rows.append([f"DSM mixer faster than attention from 28x28 on, {label}",
                      f"faster at {won}/{total} measured points{worst_text}",
                      _status(won, total)])
+    return rows
+
+
+def _dswg_rows(records: Records, slack: float = 1.2) -> list[list[str]]:
+    """The DSWG's overhead: time(DSM mixer) / time(its static twin) at most ``slack`` at every
+    point (C x grid), per mode."""
+    record = records.get(("mixers", "cpu"))
+    if record is None or not {"dsm_matmul", "dsm_static"} <= set(record["settings"]["mixers"]):
+        return [["DSWG adds at most 20 % to the static mixer's time, CPU fp32", "not measured",
+                 "not measured"]]
+    index = {(r["mixer"], r["dim"], r["grid"][0]): r for r in record["results"]
+             if not r.get("skipped")}
+    rows = []
+    for mode in record["settings"]["modes"]:
+        ratios = []
+        for (name, dim, n), r in index.items():
+            mine, twin = _ms(r.get(mode)), _ms((index.get(("dsm_static", dim, n)) or {}).get(mode))
+            if name == "dsm_matmul" and mine and twin:
+                ratios.append((mine / twin, f"C={dim} {n}²"))
+        within = sum(ratio <= slack for ratio, _ in ratios)
+        worst = max(ratios, default=None)
+        measured = f"{within}/{len(ratios)} points"
+        if worst:
+            measured += (f"; median {statistics.median(r for r, _ in ratios):.2f}x, worst "
+                         f"{worst[0]:.2f}x ({worst[1]})")
+        rows.append([f"DSWG adds at most {slack - 1:.0%} to the static mixer's time, {mode}, "
+                     "CPU fp32", measured, _status(within, len(ratios))])
     return rows
 
 
@@ -182,5 +209,5 @@ def _auto_row(index: dict, fmt, slack: float = 1.1) -> list[str]:
 def speed_targets(records: Records, fmt) -> list[list[str]]:
     """Rows ``[target, measured, status]`` from the records keyed by ``(suite, device)``;
     ``fmt(value, digits)`` formats a number for the table."""
-    return (_mixer_rows(records) + _exponent_row(records, fmt) + _model_rows(records, fmt)
-            + _dct_rows(records, fmt))
+    return (_dswg_rows(records) + _mixer_rows(records) + _exponent_row(records, fmt)
+            + _model_rows(records, fmt) + _dct_rows(records, fmt))

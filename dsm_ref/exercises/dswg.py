@@ -1,8 +1,9 @@
 """Exercises of notebook 03, the Dynamic Spectrum Weight Generator: checks and solutions.
 
 1. ``band_descriptors_max(spectrum (B, H, W, C), length, groups) -> (B, G, L, L)``: band pooling
-   with a *max*: ``log(1 + |S|)`` averaged over each group's channels, then the largest value of
-   each of the ``L x L`` bands (0 for a band without coefficients); checked against
+   with a *max*: the log of each group's RMS magnitude, ``log(1 + sqrt(mean over the group's
+   channels of S^2))``, then the largest value of each of the ``L x L`` bands (0 for a band
+   without coefficients); checked against
    ``DynamicSpectrumWeights(pool="max").band_descriptors``.
 2. ``softmax_gate(logits (B, G, L*L)) -> (B, G, L*L)``: the gate with mean 1, ``L*L * softmax``
    over the bands of each group, numerically stable; checked against
@@ -32,9 +33,11 @@ __all__ = [
 # --- 1. band pooling with a max ------------------------------------------------------------------
 
 def solution_band_descriptors_max(spectrum: Tensor, length: int, groups: int) -> Tensor:
-    """Max of the group-mean ``log(1 + |S|)`` over each band; a band without coefficients is 0."""
+    """Max of the log of the group's RMS magnitude over each band; a band without coefficients
+    is 0."""
     b, h, w, c = spectrum.shape
-    features = torch.log1p(spectrum.abs()).reshape(b, h, w, groups, c // groups).mean(-1)
+    rms = spectrum.square().reshape(b, h, w, groups, c // groups).mean(-1).sqrt()  # (B, H, W, G)
+    features = torch.log1p(rms)
     rows = torch.arange(h) * length // h  # band row of each frequency ky: floor(ky * L / H)
     cols = torch.arange(w) * length // w
     out = torch.zeros(b, groups, length, length, dtype=features.dtype)
@@ -75,12 +78,15 @@ def check_band_descriptors_max(function: Callable) -> bool:
                         atol=1e-5, rtol=1e-5):
                     raise Mismatch(f"On {case} you returned the mean of each band; take its "
                                    "maximum.")
-                if same(got, _reference_descriptors(spectrum, length, groups, pool="max",
-                                                    descriptor="log_of_mean"),
-                        atol=1e-5, rtol=1e-5):
-                    raise Mismatch(f"On {case} you took the log of the group's mean magnitude; "
-                                   "take log(1 + |S|) of every channel first, then average the "
-                                   "group's channels.")
+                for other, mistake in (
+                        ("log_of_mean", "the mean of |S| over the group's channels; take the "
+                                        "root of the mean of S^2 (the RMS)"),
+                        ("log", "log(1 + |S|) of every channel, averaged over the group; take "
+                                "log(1 + RMS) of the group")):
+                    if same(got, _reference_descriptors(spectrum, length, groups, pool="max",
+                                                        descriptor=other),
+                            atol=1e-5, rtol=1e-5):
+                        raise Mismatch(f"On {case} you took {mistake}.")
             expect_close(got, expected, case, hint or (
                 "Band row of ky is floor(ky * L / H), band column of kx is floor(kx * L / W); "
                 "channels c * G // C form group g."), atol=1e-5, rtol=1e-5)

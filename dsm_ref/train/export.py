@@ -15,7 +15,7 @@ from typing import Any
 
 from ..data import build_datasets
 from ..files import atomic_write_json
-from ..models import create_model
+from ..models import create_model, spelled_out_options
 from ..pretrained import read_weights, save_weights
 from ..provenance import provenance
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -82,7 +82,8 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     run, out = Path(run_dir), Path(out_dir)
     record = _finished_record(run)
     config = record["config"]
-    options = config.get("model_options") or {}
+    # Every mixer option spelled out: a later change of a default leaves these weights' model.
+    options = spelled_out_options(config.get("model_options"))
     stem = stem or f"{config['model']}-{config['data'].replace('/', '_')}"
     checkpoint = load_checkpoint(run / CHECKPOINT_NAME)
     position, planned = checkpoint["position"], checkpoint["config"]["epochs"]
