@@ -160,8 +160,8 @@ class DynamicSpectrumWeights(nn.Module):
             the DC term grow. paper: "downsamples the frequency features" / ours: ``"log_rms"``
             / why: one fused pass over the spectrum (``torch.linalg.vector_norm``: no full-size
             temporary) and one logarithm per group instead of one per channel, the DSWG's
-            largest cost on CPU (``BENCHMARKS.md``); on the ``distractors`` task it selects as
-            well as ``"log"``, the default before it (5 seeds: -0.19 points, 95 % CI
+            largest cost on CPU (``BENCHMARKS.md``); on the ``distractors`` task no difference
+            from ``"log"``, the default before it, is shown (5 seeds: -0.19 points, 95 % CI
             [-1.18, +0.80]; both beat the static twin by +4.7 to +4.9;
             ``data/results/cpu-distractors``, notebook 06). The studies and weights stored
             before the change ran ``"log"`` (notebooks 05 and 06 say which).
