@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .cache import cached_constant
 from .checks import check_choice
-from .dct import full_precision
+from .dct import _compute_dtype, full_precision
 from .spectrum import block_band_index
 
 __all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS",
@@ -106,8 +106,7 @@ class _GroupLogMagnitude(torch.autograd.Function):
     def forward(ctx, spectrum: Tensor, groups: int) -> Tensor:
         b, h, w, c = spectrum.shape
         magnitude = spectrum.abs()
-        if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
-            magnitude = magnitude.float()
+        magnitude = magnitude.to(_compute_dtype(magnitude.dtype))  # statistics in float32
         ctx.save_for_backward(spectrum)
         ctx.groups = groups
         return magnitude.log1p_().reshape(b, h, w, groups, c // groups).mean(-1)
@@ -122,11 +121,6 @@ class _GroupLogMagnitude(torch.autograd.Function):
         slope = torch.sign(spectrum).div_(spectrum.abs().add_(1.0))
         slope.view(b, h, w, ctx.groups, c // ctx.groups).mul_(per_channel)  # in place: same bits
         return slope, None
-
-
-def _statistics_dtype(spectrum: Tensor) -> torch.dtype | None:
-    """float32 for the statistics of a half-precision spectrum (``None``: its own dtype)."""
-    return torch.float32 if spectrum.dtype in (torch.float16, torch.bfloat16) else None
 
 
 class DynamicSpectrumWeights(nn.Module):
@@ -252,12 +246,13 @@ class DynamicSpectrumWeights(nn.Module):
             features = _GroupLogMagnitude.apply(spectrum, groups)
         elif self.descriptor == "log_rms":  # one fused pass over S: no full-size temporary
             grouped = spectrum.reshape(b, h, w, groups, c // groups)
-            rms = torch.linalg.vector_norm(grouped, dim=-1, dtype=_statistics_dtype(spectrum))
+            statistics = _compute_dtype(spectrum.dtype)  # float32 for half inputs
+            rms = torch.linalg.vector_norm(
+                grouped, dim=-1, dtype=None if statistics == spectrum.dtype else statistics)
             features = torch.log1p(rms * (groups / c) ** 0.5)  # small: (B, H, W, G)
         else:
             magnitude = spectrum.abs()
-            if magnitude.dtype in (torch.float16, torch.bfloat16):  # statistics in float32
-                magnitude = magnitude.float()
+            magnitude = magnitude.to(_compute_dtype(magnitude.dtype))  # statistics in float32
             grouped = magnitude.reshape(b, h, w, groups, c // groups)
             if self.descriptor == "log":
                 features = torch.log1p(grouped).mean(-1)
@@ -266,12 +261,12 @@ class DynamicSpectrumWeights(nn.Module):
             else:
                 features = magnitude / magnitude.mean(dim=(1, 2), keepdim=True).clamp_min(1e-6)
                 features = features.reshape(b, h, w, groups, c // groups).mean(-1)
-        layout = self.band_layout(h, w, spectrum.device)
         if self.pool == "mean":  # one matmul: (L*L, H*W) @ (B, H*W, G) -> (B, L*L, G)
             band_mean = self._band_mean(h, w, features.dtype, spectrum.device)
             pooled = band_mean @ features.reshape(b, h * w, groups)
             length = self.spectrum_length
             return pooled.transpose(1, 2).reshape(b, groups, length, length)
+        layout = self.band_layout(h, w, spectrum.device)
         row_onehot = layout.row_onehot.to(features.dtype)
         col_onehot = layout.col_onehot.to(features.dtype)
         # Max over each band: mask the other rows/cols with -inf, reduce, and zero empty bands.
