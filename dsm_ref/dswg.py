@@ -123,6 +123,76 @@ class _GroupLogMagnitude(torch.autograd.Function):
         return slope, None
 
 
+def _eager_real(tensor: Tensor) -> bool:
+    """Whether the hand-written backwards below may run on ``tensor``: a real float32/float64
+    tensor in eager mode (not traced, compiled or exported, where the plain ops are kept)."""
+    return (tensor.dtype in (torch.float32, torch.float64) and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
+
+
+class _FilterAndGroupNorm(torch.autograd.Function):
+    """``(S * W0, ||S|| over each group's channels)``: ``(B, H, W, C), (..., C) -> (B, H, W, C),
+    (B, H, W, G)``, the static filter and the ``log_rms`` descriptor's norm from one node.
+
+    The same numbers as ``spectrum * weight`` and ``torch.linalg.vector_norm`` of the grouped
+    spectrum, and the same gradients within float rounding, with fewer passes over the full
+    spectrum in the backward: the spectrum's gradient from both outputs is one product and one
+    in-place ``addcmul_`` (autograd would divide, mask, multiply and then add the two
+    gradients: four full-size passes and three full-size temporaries). Gradient 0, not NaN,
+    where a whole group is 0. Real float32/float64 spectra only (the training path of
+    :meth:`DynamicSpectrumWeights.forward`).
+    """
+
+    @staticmethod
+    def forward(ctx, spectrum: Tensor, weight: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+        b, h, w, c = spectrum.shape
+        norms = torch.linalg.vector_norm(spectrum.view(b, h, w, groups, c // groups), dim=-1)
+        ctx.save_for_backward(spectrum, weight, norms)
+        ctx.groups = groups
+        return spectrum * weight, norms
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_filtered: Tensor, grad_norms: Tensor | None
+                 ) -> tuple[Tensor | None, Tensor | None, None]:
+        spectrum, weight, norms = ctx.saved_tensors
+        b, h, w, c = spectrum.shape
+        grad_spectrum = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_filtered * spectrum).sum_to_size(weight.shape)
+        if ctx.needs_input_grad[0]:
+            grad_spectrum = grad_filtered * weight
+            if grad_norms is not None:  # d||s|| / ds = s / ||s||, 0 for an all-zero group
+                slope = torch.where(norms > 0, grad_norms / norms, 0.0)
+                grad_spectrum.view(b, h, w, ctx.groups, c // ctx.groups).addcmul_(
+                    spectrum.view(b, h, w, ctx.groups, c // ctx.groups), slope[..., None])
+        return grad_spectrum, grad_weight, None
+
+
+class _GroupWeighting(torch.autograd.Function):
+    """``values * per_group``: ``(..., K) * (..., 1) -> (..., K)``, each group's ``K`` channels
+    times its weight. Autograd's backward of the broadcast product builds ``grad * values`` at full
+    size and then sums it; this one takes the weight's gradient as ``N`` dot products in one
+    ``bmm``, with no full-size temporary."""
+
+    @staticmethod
+    def forward(ctx, values: Tensor, per_group: Tensor) -> Tensor:
+        ctx.save_for_backward(values, per_group)
+        return values * per_group
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        values, per_group = ctx.saved_tensors
+        grad_values = grad * per_group if ctx.needs_input_grad[0] else None
+        grad_weights = None
+        if ctx.needs_input_grad[1]:
+            k = values.shape[-1]
+            grad_weights = torch.bmm(grad.reshape(-1, 1, k), values.reshape(-1, k, 1))
+            grad_weights = grad_weights.view(per_group.shape)
+        return grad_values, grad_weights
+
+
 class DynamicSpectrumWeights(nn.Module):
     """Per-image band weights from a spectrum ``(B, H, W, C)``, applied to the spectrum's values.
 
@@ -235,21 +305,24 @@ class DynamicSpectrumWeights(nn.Module):
         key = ("dswg_band_mean", h, w, length, folded_rows, dtype, torch.device(device))
         return cached_constant(key, lambda: self.band_layout(h, w, device).band_mean.to(dtype))
 
-    def band_descriptors(self, spectrum: Tensor) -> Tensor:
+    def band_descriptors(self, spectrum: Tensor, *, group_norms: Tensor | None = None) -> Tensor:
         """Band descriptors ``(B, G, L, L)`` of a real or complex spectrum ``(B, H, W, C)``.
 
         A band with no coefficient (``H < L`` or ``W < L``) gets the descriptor 0.
+        ``group_norms``: the ``log_rms`` descriptor's norms of each group's channels, ``(B, H,
+        W, G)``, when the caller already has them (:meth:`forward` in training).
         """
         b, h, w, c = spectrum.shape
         groups = self.num_groups
         if self.descriptor == "log" and not spectrum.is_complex():
             features = _GroupLogMagnitude.apply(spectrum, groups)
         elif self.descriptor == "log_rms":  # one fused pass over S: no full-size temporary
-            grouped = spectrum.reshape(b, h, w, groups, c // groups)
-            statistics = _compute_dtype(spectrum.dtype)  # float32 for half inputs
-            rms = torch.linalg.vector_norm(
-                grouped, dim=-1, dtype=None if statistics == spectrum.dtype else statistics)
-            features = torch.log1p(rms * (groups / c) ** 0.5)  # small: (B, H, W, G)
+            if group_norms is None:
+                grouped = spectrum.reshape(b, h, w, groups, c // groups)
+                statistics = _compute_dtype(spectrum.dtype)  # float32 for half inputs
+                group_norms = torch.linalg.vector_norm(
+                    grouped, dim=-1, dtype=None if statistics == spectrum.dtype else statistics)
+            features = torch.log1p(group_norms * (groups / c) ** 0.5)  # small: (B, H, W, G)
         else:
             magnitude = spectrum.abs()
             magnitude = magnitude.to(_compute_dtype(magnitude.dtype))  # statistics in float32
@@ -280,15 +353,17 @@ class DynamicSpectrumWeights(nn.Module):
         pooled = torch.where(pooled > neg_inf, pooled, torch.zeros_like(pooled))
         return pooled.permute(0, 3, 1, 2)
 
-    def band_weights(self, spectrum: Tensor) -> Tensor:
+    def band_weights(self, spectrum: Tensor, *, group_norms: Tensor | None = None) -> Tensor:
         """Gated weight of each band, ``(B, G, L, L)``: the selector's decision per image.
 
         The softmax gate spreads a mean of 1 over the bands that hold coefficients; an empty
         band (input smaller than ``L`` on an axis) gets weight 0 and is never used.
+        ``group_norms``: see :meth:`band_descriptors`.
         """
         b, h, w, _ = spectrum.shape
         with full_precision(spectrum.device.type):  # under autocast too: a gate of mean 1
-            descriptors = self.band_descriptors(spectrum).to(self.fc1.weight.dtype)
+            descriptors = self.band_descriptors(spectrum, group_norms=group_norms)
+            descriptors = descriptors.to(self.fc1.weight.dtype)
             logits = self.fc2(self.act(self.fc1(self.norm(descriptors.reshape(b, -1)))))
             return self._gate(logits, h, w, spectrum.device)
 
@@ -325,29 +400,53 @@ class DynamicSpectrumWeights(nn.Module):
         h, w = spectrum.shape[1:3]
         return self.expand(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
 
-    def forward(self, spectrum: Tensor, values: Tensor, *, inplace: bool = False) -> Tensor:
+    def forward(self, spectrum: Tensor, values: Tensor | None = None, *,
+                static_weight: Tensor | None = None, inplace: bool = False) -> Tensor:
         """``values * A(S)``: re-weights ``values`` ``(B, H, W, C)`` (the mixer's filtered
         spectrum ``S * W0``, real or complex) by the band weights of ``spectrum`` ``(B, H, W,
         C)``. Equal to ``values * self.weights(spectrum)`` but without building ``A(S)`` at
         full size: the weights broadcast over each group's channels (one multiply instead of
         an expand, a copy and a multiply).
 
+        ``static_weight`` instead of ``values``: ``S * static_weight * A(S)``, the DSM mixer's
+        whole spectral product (``static_weight`` broadcasts against ``S``, e.g. ``W0`` ``(H,
+        W, C)``). While gradients are recorded on a real float32/float64 spectrum with the
+        ``log_rms`` descriptor, the static product, the descriptor's norms and the band
+        weighting run as two autograd nodes with hand-written backwards
+        (:class:`_FilterAndGroupNorm`, :class:`_GroupWeighting`): the same values, gradients
+        equal within float rounding, fewer full-size passes in the backward. Tracing,
+        compiling and exporting take the plain path.
+
         ``inplace=True`` lets it overwrite ``values`` when no gradient is recorded through the
         multiply (inference, ``torch.no_grad``): no full-size output is allocated. With
-        gradients it multiplies out of place, as autograd needs ``values`` for the band weights'
-        gradient.
+        gradients it multiplies out of place, as the backward needs ``values`` for the band
+        weights' gradient.
         """
         b, h, w, c = spectrum.shape
-        if values.shape != spectrum.shape:
+        groups = self.num_groups
+        if (values is None) == (static_weight is None):
+            raise ValueError("give either values (to re-weight) or static_weight (to multiply "
+                             "the spectrum by, then re-weight), not both and not neither")
+        if static_weight is not None:
+            if self.descriptor == "log_rms" and torch.is_grad_enabled() and _eager_real(spectrum):
+                filtered, norms = _FilterAndGroupNorm.apply(spectrum, static_weight, groups)
+                band_weights = self.band_weights(spectrum, group_norms=norms)
+                per_group = self._per_group(band_weights, h, w).to(spectrum.dtype)
+                grouped = filtered.view(b, h, w, groups, c // groups)
+                return _GroupWeighting.apply(grouped, per_group).view(b, h, w, c)
+            values, inplace = spectrum * static_weight, True  # a new tensor: ours to overwrite
+        elif values.shape != spectrum.shape:
             raise ValueError(
                 f"values must have the spectrum's shape {tuple(spectrum.shape)}, "
                 f"got {tuple(values.shape)}"
             )
         per_group = self._per_group(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
-        grouped = values.reshape(b, h, w, self.num_groups, c // self.num_groups)
+        grouped = values.reshape(b, h, w, groups, c // groups)
         recorded = torch.is_grad_enabled() and (values.requires_grad or per_group.requires_grad)
         if inplace and not recorded:
             return grouped.mul_(per_group).reshape(b, h, w, c)
+        if recorded and _eager_real(values):
+            return _GroupWeighting.apply(grouped, per_group).reshape(b, h, w, c)
         return (grouped * per_group).reshape(b, h, w, c)
 
     def extra_repr(self) -> str:

@@ -140,9 +140,10 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         _, h, w, _ = x.shape
         spectrum = dct2(x, dims=(1, 2), method=self.dct_method)
         weight = resize_spectral_weight(self.spectral_weight, (h, w)).to(spectrum.dtype)
-        filtered = spectrum * weight
-        if self.dswg is not None:
-            filtered = self.dswg(spectrum, filtered, inplace=True)  # `filtered` is ours
+        if self.dswg is None:
+            filtered = spectrum * weight
+        else:  # S * W0 * A(S) in one call: the DSWG fuses the two products when training
+            filtered = self.dswg(spectrum, static_weight=weight)
         return self.proj(idct2(filtered, dims=(1, 2), method=self.dct_method))
 
     def extra_repr(self) -> str:

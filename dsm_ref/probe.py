@@ -124,7 +124,7 @@ def fixed_band_weights(model: nn.Module, weights: dict[str, Tensor]) -> Iterator
         for name, fixed in weights.items():
             # an instance attribute shadows the method that forward() calls
             modules[name].band_weights = (
-                lambda spectrum, fixed=fixed: fixed.to(spectrum.device).expand(
+                lambda spectrum, fixed=fixed, **_: fixed.to(spectrum.device).expand(
                     spectrum.shape[0], *fixed.shape))
         yield model
     finally:

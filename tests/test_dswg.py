@@ -244,3 +244,80 @@ def test_inplace_weighting_overwrites_values_only_when_no_gradient_is_recorded(d
     assert out.data_ptr() != values.data_ptr() and torch.equal(values, spectrum * 2)
     out.sum().backward()
     assert dswg.fc2.weight.grad is not None
+
+
+def _plain_product(dswg: DynamicSpectrumWeights, spectrum, static_weight):
+    """``S * W0 * A(S)`` through autograd's own ops: the reference for the training path."""
+    b, h, w, c = spectrum.shape
+    per_group = dswg._per_group(dswg.band_weights(spectrum), h, w)
+    grouped = (spectrum * static_weight).reshape(b, h, w, dswg.num_groups, -1)
+    return (grouped * per_group).reshape(b, h, w, c)
+
+
+def test_training_path_matches_autograd_of_the_plain_product():
+    """With gradients recorded, ``dswg(S, static_weight=W0)`` runs two hand-written backwards
+    (``_FilterAndGroupNorm``, ``_GroupWeighting``); values and every gradient (spectrum, static
+    weight, MLP) must equal autograd of the plain ops, and a group that is exactly 0 must get
+    gradient 0, not NaN."""
+    torch.manual_seed(0)
+    dswg = _randomize(DynamicSpectrumWeights(8, 3, num_groups=2)).double()
+    spectrum = torch.randn(2, 5, 6, 8, dtype=torch.float64)
+    spectrum[0, 0, 0, :4] = 0.0  # one group of one coefficient all zero
+    static = torch.randn(5, 6, 8, dtype=torch.float64)
+    upstream = torch.randn(2, 5, 6, 8, dtype=torch.float64)
+    grads = []
+    for fused in (True, False):
+        dswg.zero_grad()
+        s = spectrum.clone().requires_grad_(True)
+        w = static.clone().requires_grad_(True)
+        out = dswg(s, static_weight=w) if fused else _plain_product(dswg, s, w)
+        if fused:
+            assert type(out.grad_fn).__name__ == "ViewBackward0"
+            assert "_GroupWeighting" in type(out.grad_fn.next_functions[0][0]).__name__
+        (out * upstream).sum().backward()
+        grads.append([out.detach(), s.grad, w.grad, dswg.fc1.weight.grad, dswg.fc2.weight.grad])
+    for got, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(got, expected)
+    assert torch.isfinite(grads[0][1]).all()
+    check = torch.autograd.gradcheck(
+        lambda s, w: dswg(s, static_weight=w),
+        (spectrum[1:].clone().requires_grad_(True), static.clone().requires_grad_(True)))
+    assert check
+
+
+def test_static_weight_path_without_gradients_and_for_other_descriptors():
+    torch.manual_seed(0)
+    spectrum, static = torch.randn(2, 5, 6, 8), torch.randn(5, 6, 8)
+    for descriptor in ("log_rms", "log", "log_of_mean"):
+        dswg = _randomize(DynamicSpectrumWeights(8, 3, num_groups=2, descriptor=descriptor))
+        expected = _plain_product(dswg, spectrum, static)
+        torch.testing.assert_close(dswg(spectrum, static_weight=static), expected)
+        with torch.no_grad():
+            torch.testing.assert_close(dswg(spectrum, static_weight=static), expected)
+    with pytest.raises(ValueError, match="either values"):
+        dswg(spectrum)
+    with pytest.raises(ValueError, match="either values"):
+        dswg(spectrum, spectrum, static_weight=static)
+
+
+def test_mixer_training_step_equals_the_plain_path(monkeypatch):
+    """A DSM mixer's gradients through the training path equal those of the plain ops (the
+    path forced off), so weights trained either way are the same function."""
+    from dsm_ref import dswg as dswg_module
+    from dsm_ref.mixers import DynamicSpectrumMixer
+
+    torch.manual_seed(0)
+    mixer = DynamicSpectrumMixer(16, (7, 9)).double()
+    nn.init.normal_(mixer.dswg.fc2.weight, std=0.5)
+    x = torch.randn(3, 7, 9, 16, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(dswg_module, "_eager_real", lambda tensor: False)
+        mixer.zero_grad()
+        leaf = x.clone().requires_grad_(True)
+        out = mixer(leaf)
+        out.square().sum().backward()
+        results.append([out.detach(), leaf.grad] + [p.grad for p in mixer.parameters()])
+    for got, expected in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected)
