@@ -219,6 +219,27 @@ def test_dswg_overhead_target_compares_each_point_with_the_static_twin():
     assert speed_targets({}, str)[0][2] == "not measured"
 
 
+def test_gfnet_target_reads_the_default_auto_mixer_when_measured():
+    from dsm_ref.bench.targets import speed_targets
+
+    def entry(ms):
+        return {"time": {"median_s": ms / 1e3}, "ms_per_image": ms}
+
+    results = [{"mixer": mixer, "dim": 64, "grid": [n, n], "inference": entry(ms)}
+               for mixer, n, ms in (("dsm_auto", 56, 2.0), ("dsm_auto", 224, 9.0),
+                                    ("dsm_matmul", 56, 2.0), ("dsm_matmul", 224, 12.0),
+                                    ("gfnet", 56, 3.0), ("gfnet", 224, 10.0))]
+    record = {"settings": {"mixers": ["dsm_auto", "dsm_matmul", "gfnet"],
+                           "modes": ["inference"]}, "results": results}
+    rows = {row[0]: row[1:] for row in speed_targets({("mixers", "cpu"): record}, str)}
+    auto = rows["DSM mixer (default `dct_method='auto'`) faster than GFNet filter at every size, "
+                "CPU fp32"]
+    assert auto == ["faster at 2/2 points (inference + train); worst GFNet/DSM time ratio 1.11 "
+                    "(inference C=64 224²)", "met"]
+    matmul = rows["DSM mixer, matmul DCT faster than GFNet filter at every size, CPU fp32"]
+    assert matmul[0].startswith("faster at 1/2 points") and matmul[1] == "not met"
+
+
 def test_cli_mixers_writes_valid_json(tmp_path):
     record = _run_cli(tmp_path, "mixers", "--mixers", "dsm_matmul", "gfnet", "attention",
                       "--rounds", "2")
@@ -354,9 +375,11 @@ def test_mixer_arms_are_registry_mixers_with_options():
 
     assert set(bench.MIXERS) == set(bench.MIXER_ARMS)
     expected = {  # what each label built before the arms came from the registry
+        "dsm_auto": lambda: DynamicSpectrumMixer(C, (H, W)),
         "dsm_matmul": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="matmul"),
         "dsm_fft": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="fft"),
-        "dsm_static": lambda: DynamicSpectrumMixer(C, (H, W), dynamic=False),
+        "dsm_static": lambda: DynamicSpectrumMixer(C, (H, W), dynamic=False,
+                                                   dct_method="matmul"),
         "dsm_log": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="matmul", descriptor="log"),
         "gfnet": lambda: GlobalFilter(C, (H, W)),
         "attention": lambda: Attention(C, (H, W)),
@@ -444,7 +467,8 @@ def test_report_renders_from_stored_records_without_measuring(tmp_path):
     assert "git f362287 (uncommitted changes)" in text and "(2 logical CPUs)" in text
     assert "| dsm_matmul | `dsm` | `dct_method='matmul'` |" in text
     assert "time(gfnet) / time(dsm_matmul), median over C (range): 14²: **1.20x**" in text
-    assert "| DSM mixer faster than GFNet filter at every size, CPU fp32 | faster at " in text
+    assert ("| DSM mixer, matmul DCT faster than GFNet filter at every size, CPU fp32 | faster at "
+            in text)
 
 
 @pytest.mark.parametrize("size", [(14, 14), (7, 10)])

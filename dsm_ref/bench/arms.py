@@ -97,19 +97,24 @@ class MixerArm:
 
 
 MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
+    MixerArm("dsm_auto", "dsm"),
     MixerArm("dsm_matmul", "dsm", {"dct_method": "matmul"}),
     MixerArm("dsm_fft", "dsm", {"dct_method": "fft"}),
-    MixerArm("dsm_static", "static"),
+    MixerArm("dsm_static", "static", {"dct_method": "matmul"}),
     MixerArm("dsm_log", "dsm", {"dct_method": "matmul", "descriptor": "log"}),
     MixerArm("gfnet", "gfnet"),
     MixerArm("gfnet_upstream", "gfnet", implementation=GFNetUpstreamFilter),
     MixerArm("attention", "attention"),
     MixerArm("dwconv7", "dwconv", {"kernel_size": 7}),
 )}
-"""Benchmarked mixers by label. ``dsm_static`` (no DSWG) shows what the band selector costs;
-``dsm_matmul`` is the default DSM mixer; ``dsm_log`` is it with the DSWG descriptor it had
-before, ``log(1 + |S|)`` of every coefficient of every channel; ``gfnet_upstream`` is GFNet's
-filter as its authors' code computes it (:class:`GFNetUpstreamFilter`), beside ours (``gfnet``)."""
+"""Benchmarked mixers by label. ``dsm_auto`` is the DSM mixer as built by default
+(``dct_method="auto"``: the matmul DCT below the crossover of
+:data:`dsm_ref.dct.AUTO_CROSSOVER`, on CPU scipy's DCT from 224 per side); ``dsm_matmul`` is
+the same mixer with the matmul DCT at every size, and ``dsm_static`` its twin without the DSWG
+(also the matmul DCT), so their ratio is what the band selector costs; ``dsm_log`` is
+``dsm_matmul`` with the DSWG descriptor it had before, ``log(1 + |S|)`` of every coefficient of
+every channel; ``gfnet_upstream`` is GFNet's filter as its authors' code computes it
+(:class:`GFNetUpstreamFilter`), beside ours (``gfnet``)."""
 
 MIXERS: dict[str, Callable[..., nn.Module]] = {
     label: arm.build for label, arm in MIXER_ARMS.items()}

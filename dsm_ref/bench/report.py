@@ -4,9 +4,9 @@ made them and their provenance, nothing else (no number or sentence typed by han
 :func:`render_report` takes records as :func:`~dsm_ref.bench.records.load_records` reads them
 (older schemas are upgraded first) and renders, per suite and device, the machine and versions,
 the measured peaks, the commands, the conventions stored in the records, the ratios between the
-DSM mixer (``dsm_matmul``), the models and the DCT methods and their peers, the speed targets
-(:mod:`.targets`), the mixer arms, the
-``torch.compile`` graph counts, and the full tables.
+DSM mixer (``dsm_matmul``; ``dsm_auto`` against GFNet), the models and the DCT methods and
+their peers, the speed targets (:mod:`.targets`), the mixer arms, the ``torch.compile`` graph
+counts, and the full tables.
 """
 
 from __future__ import annotations
@@ -329,10 +329,13 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
             continue
         prec = r["settings"]["precision"]
         for mode in r["settings"]["modes"]:
-            for other in ("gfnet", "gfnet_upstream", "attention", "dsm_static", "dsm_log"):
-                if other in r["settings"]["mixers"] and "dsm_matmul" in r["settings"]["mixers"]:
-                    ratios = _ratio_line(r, "dsm_matmul", other, mode)
-                    out.append(f"- {device} {prec}, {mode}: time({other}) / time(dsm_matmul), "
+            pairs = [("dsm_matmul", other) for other in
+                     ("gfnet", "gfnet_upstream", "attention", "dsm_static", "dsm_log")]
+            pairs.append(("dsm_auto", "gfnet"))
+            for mine, other in pairs:
+                if {mine, other} <= set(r["settings"]["mixers"]):
+                    ratios = _ratio_line(r, mine, other, mode)
+                    out.append(f"- {device} {prec}, {mode}: time({other}) / time({mine}), "
                                f"median over C (range): {ratios}")
             if set(r["settings"].get("compile_modes", [])) == {False, True}:
                 for name in r["settings"].get("compile_mixers") or r["settings"]["mixers"]:

@@ -60,7 +60,8 @@ def _mixer_rows(records: Records) -> list[list[str]]:
             rows.append([f"DSM mixer faster than GFNet filter at every size, {label}",
                          "not measured (no such result file)", "not measured"])
             continue
-        for mine, name in (("dsm_matmul", "DSM mixer"),
+        for mine, name in (("dsm_auto", "DSM mixer (default `dct_method='auto'`)"),
+                           ("dsm_matmul", "DSM mixer, matmul DCT"),
                            ("dsm_log", "DSM mixer, per-channel log descriptor")):
             if mine not in record["settings"]["mixers"]:
                 continue
