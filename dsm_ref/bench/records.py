@@ -59,7 +59,8 @@ CONVENTIONS = {
     "time": (
         "median and quartiles of per-call wall time over repetitions after warm-up (CUDA "
         "synchronised): blocks of calls from torch.utils.benchmark.Timer.blocked_autorange, "
-        "single calls in the later rounds of interleaved timings."
+        "single calls in the later rounds of interleaved timings; settings.counted_rounds says "
+        "which round an entry reports."
     ),
     "memory": (
         "cuda: max_memory_allocated during one call above the level at entry; cpu: peak of "

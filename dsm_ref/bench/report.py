@@ -109,7 +109,7 @@ def _dct_section(record: dict[str, Any]) -> list[str]:
         "`rfft2` is GFNet's forward transform of the same tensor, the reference for the FFT path "
         "(another transform: no error). "
         f"The methods of one size were timed in turn, {s.get('rounds', 1)} round(s); each time "
-        "is the median of its fastest round.")
+        f"is the median of {s.get('counted_rounds', 'its fastest round')}.")
     out.append("")
     rows = []
     for r in record["results"]:
@@ -139,7 +139,8 @@ def _mixer_section(record: dict[str, Any]) -> list[str]:
         f"Input `(B, N, N, C)` channels-last, `B = max(1, {s['tokens']} // N²)`; every number is "
         "per image. Skipped points: over the time cap (`max_call_time`) at the measured matmul "
         "peak, or out of memory. The mixers of one size were timed in turn, "
-        f"{s.get('rounds', 1)} round(s); each time is the median of its fastest round.")
+        f"{s.get('rounds', 1)} round(s); each time is the median of "
+        f"{s.get('counted_rounds', 'its fastest round')}.")
     for mode in s["modes"]:
         label = {"inference": "inference (forward, no_grad)",
                  "train": "training (forward + backward)"}.get(mode, mode)
@@ -203,9 +204,10 @@ def _model_section(record: dict[str, Any]) -> list[str]:
         f"At {s['img_size']}x{s['img_size']}, random weights. GMACs = multiply-adds per image "
         "(the peers' \"GFLOPs\"; FFTs at 5 N log2 N / 2). Inference: batch "
         f"{s['batch']}, `eval()`, `no_grad`; training step: batch {s['train_batch']}, forward + "
-        "cross-entropy + backward + AdamW step. Throughput of the fastest of "
-        f"{s.get('rounds', 1)} interleaved rounds (each the median of its repetitions; range over "
-        "rounds in brackets; with one round, ± half the IQR). x floor: measured / (FLOPs / "
+        f"cross-entropy + backward + AdamW step, {s.get('rounds', 1)} interleaved rounds. "
+        f"Throughput of {s.get('counted_rounds', 'the fastest round')} (each round the median "
+        "of its repetitions; range over rounds in brackets; with one round, ± half the IQR). "
+        "x floor: measured / (FLOPs / "
         "matmul peak).")
     out.append("")
     rows = []

@@ -58,6 +58,8 @@ DCT_METHODS = ("matmul", "fft", "scipy")
 DCT_REFERENCE = "rfft2"
 DCT_ARMS = (*DCT_METHODS, DCT_REFERENCE)
 MEMORY_LAYOUTS = ("channels_last", "channels_first")
+COUNTED_ROUNDS = "the fastest round after the first (the first warms up) when there are several"
+"""Which timing round an entry reports (:func:`_summarize_rounds`), as records state it."""
 
 
 @dataclass
@@ -91,7 +93,7 @@ class Settings:
             "device": str(self.device), "dtype": _dtype_name(self.dtype), "warmup": self.warmup,
             "min_reps": self.min_reps, "target_time": self.target_time,
             "time_budget": self.time_budget, "quick": self.quick, "seed": self.seed,
-            "precision": precision_name(self.dtype),
+            "precision": precision_name(self.dtype), "counted_rounds": COUNTED_ROUNDS,
         }
 
 
@@ -177,8 +179,15 @@ def _summarize_rounds(entry: dict[str, Any], measured: list[Timing], floor: dict
                       *, images: int | None = None) -> Timing:
     """Fills ``entry`` from its timing rounds: the fastest round counts (someone else's load
     only slows a round down) and every round's median is kept; ``images`` per call gives
-    images/s. Returns the fastest round."""
-    timing = min(measured, key=lambda t: t.median_s)
+    images/s. Returns the fastest round.
+
+    With more than one round the first is not a candidate: it warms up and lets the Timer
+    choose each call's block size (100 calls per block for one arm, 1 for the next at the same
+    size), and a block of many calls in a row runs warmer than one call between other arms'
+    calls. The later rounds time every arm alike (``min_reps`` single calls, interleaved), so
+    the ratios between arms compare like with like."""
+    candidates = measured[1:] if len(measured) > 1 else measured
+    timing = min(candidates, key=lambda t: t.median_s)
     flops = entry.get("flops")
     entry.update(
         time=timing.to_dict(),
