@@ -146,7 +146,7 @@ class _FilterAndGroupNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spectrum: Tensor, weight: Tensor, groups: int) -> tuple[Tensor, Tensor]:
         b, h, w, c = spectrum.shape
-        norms = torch.linalg.vector_norm(spectrum.view(b, h, w, groups, c // groups), dim=-1)
+        norms = torch.linalg.vector_norm(spectrum.reshape(b, h, w, groups, c // groups), dim=-1)
         ctx.save_for_backward(spectrum, weight, norms)
         ctx.groups = groups
         return spectrum * weight, norms
@@ -161,11 +161,11 @@ class _FilterAndGroupNorm(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_weight = (grad_filtered * spectrum).sum_to_size(weight.shape)
         if ctx.needs_input_grad[0]:
-            grad_spectrum = grad_filtered * weight
+            grad_spectrum = (grad_filtered * weight).contiguous()  # no copy when it already is
             if grad_norms is not None:  # d||s|| / ds = s / ||s||, 0 for an all-zero group
                 slope = torch.where(norms > 0, grad_norms / norms, 0.0)
                 grad_spectrum.view(b, h, w, ctx.groups, c // ctx.groups).addcmul_(
-                    spectrum.view(b, h, w, ctx.groups, c // ctx.groups), slope[..., None])
+                    spectrum.reshape(b, h, w, ctx.groups, c // ctx.groups), slope[..., None])
         return grad_spectrum, grad_weight, None
 
 
@@ -432,8 +432,8 @@ class DynamicSpectrumWeights(nn.Module):
                 filtered, norms = _FilterAndGroupNorm.apply(spectrum, static_weight, groups)
                 band_weights = self.band_weights(spectrum, group_norms=norms)
                 per_group = self._per_group(band_weights, h, w).to(spectrum.dtype)
-                grouped = filtered.view(b, h, w, groups, c // groups)
-                return _GroupWeighting.apply(grouped, per_group).view(b, h, w, c)
+                grouped = filtered.reshape(b, h, w, groups, c // groups)
+                return _GroupWeighting.apply(grouped, per_group).reshape(b, h, w, c)
             values, inplace = spectrum * static_weight, True  # a new tensor: ours to overwrite
         elif values.shape != spectrum.shape:
             raise ValueError(

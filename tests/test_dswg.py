@@ -279,6 +279,12 @@ def test_training_path_matches_autograd_of_the_plain_product():
     for got, expected in zip(*grads, strict=True):
         torch.testing.assert_close(got, expected)
     assert torch.isfinite(grads[0][1]).all()
+    # a spectrum in another memory layout (channels moved) takes the same path
+    strided = spectrum.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1).requires_grad_(True)
+    out = dswg(strided, static_weight=static)
+    (out * upstream).sum().backward()
+    torch.testing.assert_close(out.detach(), grads[1][0])
+    torch.testing.assert_close(strided.grad, grads[1][1])
     check = torch.autograd.gradcheck(
         lambda s, w: dswg(s, static_weight=w),
         (spectrum[1:].clone().requires_grad_(True), static.clone().requires_grad_(True)))
