@@ -427,20 +427,19 @@ class DynamicSpectrumWeights(nn.Module):
         if (values is None) == (static_weight is None):
             raise ValueError("give either values (to re-weight) or static_weight (to multiply "
                              "the spectrum by, then re-weight), not both and not neither")
+        norms = None  # the log_rms descriptor's group norms, when the training path made them
         if static_weight is not None:
             if self.descriptor == "log_rms" and torch.is_grad_enabled() and _eager_real(spectrum):
-                filtered, norms = _FilterAndGroupNorm.apply(spectrum, static_weight, groups)
-                band_weights = self.band_weights(spectrum, group_norms=norms)
-                per_group = self._per_group(band_weights, h, w).to(spectrum.dtype)
-                grouped = filtered.reshape(b, h, w, groups, c // groups)
-                return _GroupWeighting.apply(grouped, per_group).reshape(b, h, w, c)
-            values, inplace = spectrum * static_weight, True  # a new tensor: ours to overwrite
+                values, norms = _FilterAndGroupNorm.apply(spectrum, static_weight, groups)
+            else:
+                values, inplace = spectrum * static_weight, True  # new: ours to overwrite
         elif values.shape != spectrum.shape:
             raise ValueError(
                 f"values must have the spectrum's shape {tuple(spectrum.shape)}, "
                 f"got {tuple(values.shape)}"
             )
-        per_group = self._per_group(self.band_weights(spectrum), h, w).to(spectrum.real.dtype)
+        band_weights = self.band_weights(spectrum, group_norms=norms)
+        per_group = self._per_group(band_weights, h, w).to(spectrum.real.dtype)
         grouped = values.reshape(b, h, w, groups, c // groups)
         recorded = torch.is_grad_enabled() and (values.requires_grad or per_group.requires_grad)
         if inplace and not recorded:
