@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 
@@ -197,18 +198,59 @@ def test_cli_dct_writes_valid_json(tmp_path):
 
     targets = speed_targets({("dct", "cpu"): record}, lambda value, digits=3: f"{value:.3g}")
     (fft_row,) = [row for row in targets if "rfft2" in row[0]]
-    assert fft_row[2] in ("met", "not met") and "fft/rfft2" in fft_row[1]
+    assert fft_row[2] in ("met", "not met", "not shown") and "fft/rfft2" in fft_row[1]
+
+
+def _timed(ms: float, noise: tuple[float, ...] = (1.0, 1.02, 0.98, 1.01, 0.99)) -> dict:
+    """A timed entry whose rounds (the first one warm-up) scatter around ``ms``."""
+    rounds = [2 * ms / 1e3] + [ms * f / 1e3 for f in noise]
+    return {"time": {"median_s": min(rounds[1:])}, "ms_per_image": min(rounds[1:]) * 1e3,
+            "rounds": rounds}
+
+
+def test_paired_ratio_is_the_geometric_mean_of_per_round_ratios_with_an_interval():
+    from dsm_ref.bench.ratios import judge, paired_ratio
+
+    a = {"time": {"median_s": 2.0}, "rounds": [9.0, 2.0, 4.0, 2.2, 3.9]}
+    b = {"time": {"median_s": 1.0}, "rounds": [1.0, 1.0, 2.0, 1.0, 2.0]}
+    e = paired_ratio("p", a, b, bound=1.5)
+    ratios = [2.0, 2.0, 2.2, 1.95]  # the first (warm-up) round does not count
+    assert e.rounds == 4
+    assert e.ratio == pytest.approx(math.exp(sum(map(math.log, ratios)) / 4))
+    assert e.ci95[0] < e.ratio < e.ci95[1]
+    logs = [math.log(r) for r in ratios]
+    assert e.comparison.p == pytest.approx(
+        scipy.stats.ttest_1samp([x - math.log(1.5) for x in logs], 0.0).pvalue)
+    assert judge([e])[0][1] == "above"  # clearly above 1.5
+    assert judge([paired_ratio("q", a, b, bound=3.0)])[0][1] == "below"
+    # without rounds: the reported times, no interval, not resolved
+    plain = paired_ratio("r", {"time": {"median_s": 3.0}}, {"time": {"median_s": 2.0}})
+    assert plain.ratio == 1.5 and math.isnan(plain.ci95[0]) and judge([plain])[0][1] == (
+        "not resolved")
+    assert paired_ratio("s", None, b) is None
+    with pytest.raises(ValueError, match="bound must be a positive"):
+        paired_ratio("t", a, b, bound=0)
+
+
+def test_judge_adjusts_across_the_family():
+    from dsm_ref.bench.ratios import judge, paired_ratio
+
+    # each point alone: p just under 0.05 against the bound; three of them: Holm says no
+    a = {"time": {"median_s": 1.0}, "rounds": [1.0, 1.12, 1.28, 1.08, 1.22]}
+    b = {"time": {"median_s": 1.0}, "rounds": [1.0, 1.0, 1.0, 1.0, 1.0]}
+    alone = judge([paired_ratio("x", a, b)])
+    assert alone[0][0].comparison.p < 0.05 and alone[0][1] == "above"
+    family = judge([paired_ratio(str(i), a, b) for i in range(3)])
+    assert all(v == "not resolved" for _, v in family)
+    assert family[0][0].comparison.p_holm == pytest.approx(min(1.0, 3 * alone[0][0].comparison.p))
 
 
 def test_dswg_overhead_target_compares_each_point_with_the_static_twin():
     from dsm_ref.bench.targets import speed_targets
 
-    def entry(ms):
-        return {"time": {"median_s": ms / 1e3}, "ms_per_image": ms}
-
-    results = [{"mixer": mixer, "dim": dim, "grid": [n, n], "inference": entry(ms),
-                "train": entry(3 * ms)}
-               for mixer, dim, n, ms in (("dsm_static", 64, 14, 1.0), ("dsm_matmul", 64, 14, 1.1),
+    results = [{"mixer": mixer, "dim": dim, "grid": [n, n], "inference": _timed(ms),
+                "train": _timed(3 * ms)}
+               for mixer, dim, n, ms in (("dsm_static", 64, 14, 1.0), ("dsm_matmul", 64, 14, 1.0),
                                          ("dsm_static", 64, 28, 2.0), ("dsm_matmul", 64, 28, 2.6),
                                          ("gfnet", 64, 28, 9.0))]
     record = {"settings": {"mixers": ["dsm_matmul", "dsm_static", "gfnet"],
@@ -216,18 +258,35 @@ def test_dswg_overhead_target_compares_each_point_with_the_static_twin():
     rows = [row for row in speed_targets({("mixers", "cpu"): record}, str)
             if row[0].startswith("DSWG adds")]
     assert [row[0].split(", ")[1] for row in rows] == ["inference", "train"]
-    assert rows[0][1] == "1/2 points; median 1.20x, worst 1.30x (C=64 28²)"
+    # the same noise in both arms: the per-round ratios are exact, 1.0 and 1.3
+    assert rows[0][1].startswith("shown within at 1/2 points, shown above at 1, 0 not resolved "
+                                 "(paired t-test on per-round log time ratios, 5 round(s) per "
+                                 "point, Holm-adjusted over the 2 points, 5 %); median 1.15x, "
+                                 "worst 1.30x")
+    assert rows[0][1].endswith("; C=64 28²)")
     assert rows[0][2] == "not met"
     assert speed_targets({}, str)[0][2] == "not measured"
+
+
+def test_a_target_no_round_can_resolve_is_not_shown():
+    from dsm_ref.bench.targets import speed_targets
+
+    noisy = (1.0, 1.6, 0.7, 1.3, 0.8)
+    results = [{"mixer": "dsm_matmul", "dim": 64, "grid": [28, 28], "inference": _timed(1.1)},
+               {"mixer": "dsm_static", "dim": 64, "grid": [28, 28],
+                "inference": _timed(1.0, noisy)}]
+    record = {"settings": {"mixers": ["dsm_matmul", "dsm_static"], "modes": ["inference"]},
+              "results": results}
+    (row,) = [r for r in speed_targets({("mixers", "cpu"): record}, str)
+              if r[0].startswith("DSWG adds")]
+    assert row[1].startswith("shown within at 0/1 points, shown above at 0, 1 not resolved")
+    assert row[2] == "not shown"
 
 
 def test_gfnet_target_reads_the_default_auto_mixer_when_measured():
     from dsm_ref.bench.targets import speed_targets
 
-    def entry(ms):
-        return {"time": {"median_s": ms / 1e3}, "ms_per_image": ms}
-
-    results = [{"mixer": mixer, "dim": 64, "grid": [n, n], "inference": entry(ms)}
+    results = [{"mixer": mixer, "dim": 64, "grid": [n, n], "inference": _timed(ms)}
                for mixer, n, ms in (("dsm_auto", 56, 2.0), ("dsm_auto", 224, 9.0),
                                     ("dsm_matmul", 56, 2.0), ("dsm_matmul", 224, 12.0),
                                     ("gfnet", 56, 3.0), ("gfnet", 224, 10.0))]
@@ -236,10 +295,27 @@ def test_gfnet_target_reads_the_default_auto_mixer_when_measured():
     rows = {row[0]: row[1:] for row in speed_targets({("mixers", "cpu"): record}, str)}
     auto = rows["DSM mixer (default `dct_method='auto'`) faster than GFNet filter at every size, "
                 "CPU fp32"]
-    assert auto == ["faster at 2/2 points (inference + train); worst GFNet/DSM time ratio 1.11 "
-                    "(inference C=64 224²)", "met"]
+    assert auto[0].startswith("shown faster at 2/2 points (inference + train), shown slower at "
+                              "0, 0 not resolved")
+    assert "worst GFNet/DSM time ratio 1.11" in auto[0] and auto[0].endswith("inference C=64 224²)")
+    assert auto[1] == "met"
     matmul = rows["DSM mixer, matmul DCT faster than GFNet filter at every size, CPU fp32"]
-    assert matmul[0].startswith("faster at 1/2 points") and matmul[1] == "not met"
+    assert matmul[0].startswith("shown faster at 1/2 points") and matmul[1] == "not met"
+    # dsm_auto and dsm_matmul run the same code at 56 (below the crossover): the benchmark's
+    # own check finds them alike there
+    same = rows["same code timed as two arms (`dsm_auto` and `dsm_matmul` below the auto "
+                "crossover) told apart at no point, CPU fp32"]
+    assert same == ["told apart at 0/1 points (two-sided paired t-test, Holm, 5 %); time ratio "
+                    "1.00–1.00", "met"]
+
+
+def test_round_order_rotates_every_arm_through_every_position():
+    from dsm_ref.bench.suites import round_order
+
+    assert round_order(0, 3) == [0, 1, 2]
+    orders = [round_order(r, 3) for r in range(1, 4)]
+    assert sorted(orders) == [[0, 1, 2], [1, 2, 0], [2, 0, 1]]
+    assert round_order(5, 0) == []
 
 
 def test_cli_mixers_writes_valid_json(tmp_path):
@@ -469,8 +545,8 @@ def test_report_renders_from_stored_records_without_measuring(tmp_path):
     assert "git f362287 (uncommitted changes)" in text and "(2 logical CPUs)" in text
     assert "| dsm_matmul | `dsm` | `dct_method='matmul'` |" in text
     assert "time(gfnet) / time(dsm_matmul), median over C (range): 14²: **1.20x**" in text
-    assert ("| DSM mixer, matmul DCT faster than GFNet filter at every size, CPU fp32 | faster at "
-            in text)
+    assert ("| DSM mixer, matmul DCT faster than GFNet filter at every size, CPU fp32 | shown "
+            "faster at " in text)
 
 
 @pytest.mark.parametrize("size", [(14, 14), (7, 10)])
@@ -505,3 +581,21 @@ def test_mixers_eager_and_compiled_interleaved_in_one_run(tmp_path):
     assert record["settings"]["compile_modes"] == [False, True]
     text = bench.render_report([record])
     assert "time(dsm_static, compiled) / time(dsm_static, eager)" in text
+
+
+def test_an_entry_reports_the_median_over_its_counted_rounds():
+    from dsm_ref.bench.suites import _summarize_rounds
+    from dsm_ref.bench.timing import Timing
+
+    def one(seconds, first=None):
+        return Timing(seconds, seconds, seconds, seconds, seconds, 1, 1, first)
+
+    entry = {"flops": 1e9}
+    floor = {"time_s": 0.001}
+    timing = _summarize_rounds(entry, [one(9.0, 10.0), one(3.0), one(1.0), one(2.0), one(8.0)],
+                               floor, images=4)
+    # the warm-up round (9 s) does not count; the median of 3, 1, 2, 8 is 2.5
+    assert entry["rounds"] == [9.0, 3.0, 1.0, 2.0, 8.0]
+    assert timing.median_s == entry["time"]["median_s"] == 2.5
+    assert entry["time"]["reps"] == 4 and entry["time"]["first_call_s"] == 10.0
+    assert entry["images_per_s"] == 4 / 2.5 and entry["x_floor"] == 2500

@@ -60,7 +60,8 @@ CONVENTIONS = {
         "median and quartiles of per-call wall time over repetitions after warm-up (CUDA "
         "synchronised): blocks of calls from torch.utils.benchmark.Timer.blocked_autorange, "
         "single calls in the later rounds of interleaved timings; settings.counted_rounds says "
-        "which round an entry reports."
+        "which round an entry reports, settings.round_order how the arms were ordered in a "
+        "round; every round's time is kept in `rounds`, and ratios between arms pair them."
     ),
     "memory": (
         "cuda: max_memory_allocated during one call above the level at entry; cpu: peak of "

@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .ratios import paired_ratio
 from .records import COMPILED_SUFFIX, upgrade_record
 from .targets import speed_targets
 
@@ -58,26 +59,23 @@ def _machine_line(record: dict[str, Any]) -> str:
             f"git {_git_text(m.get('git'))}; {record['created']}")
 
 
-def _ms(entry: dict[str, Any] | None) -> float | None:
-    return entry["ms_per_image"] if entry and "time" in entry else None
-
-
 def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
     return {(r["mixer"], r["dim"], r["grid"][0]): r for r in record["results"]
             if not r.get("skipped")}
 
 
 def _ratio_line(record: dict[str, Any], mine: str, other: str, mode: str) -> str:
-    """Per grid: median over C of time(other) / time(mine), with the range."""
+    """Per grid: median over C of time(other) / time(mine), with the range; each point's ratio
+    is the geometric mean of its paired per-round ratios (:func:`.ratios.paired_ratio`)."""
     index = _mixer_index(record)
     parts = []
     for n in record["settings"]["grids"]:
         ratios = []
         for dim in record["settings"]["dims"]:
-            a = _ms((index.get((mine, dim, n)) or {}).get(mode))
-            b = _ms((index.get((other, dim, n)) or {}).get(mode))
-            if a and b:
-                ratios.append(b / a)
+            estimate = paired_ratio("", (index.get((other, dim, n)) or {}).get(mode),
+                                    (index.get((mine, dim, n)) or {}).get(mode))
+            if estimate is not None:
+                ratios.append(estimate.ratio)
         if ratios:
             parts.append(f"{n}²: **{statistics.median(ratios):.2f}x** "
                          f"({min(ratios):.2f}–{max(ratios):.2f})")
@@ -86,15 +84,21 @@ def _ratio_line(record: dict[str, Any], mine: str, other: str, mode: str) -> str
     return " · ".join(parts)
 
 
+def _order_text(settings: dict[str, Any]) -> str:
+    """How the arms were ordered within a round, as the record states it (older records: in
+    the listed order every round)."""
+    return f" ({settings.get('round_order', 'the arms in the listed order every round')})"
+
+
 def _dct_ratio_line(record: dict[str, Any], layout: str, other: str, base: str = "matmul") -> str:
-    """``time(other) / time(base)`` per size ``N``, for one layout."""
+    """``time(other) / time(base)`` per size ``N``, for one layout (paired over rounds)."""
     index = {(r["n"], r["method"]): r for r in record["results"]
              if r["layout"] == layout and not r.get("skipped")}
     parts = []
     for n in record["settings"]["sizes"]:
-        mine, theirs = index.get((n, base)), index.get((n, other))
-        if mine and theirs:
-            parts.append(f"{n}: **{theirs['time']['median_s'] / mine['time']['median_s']:.2f}x**")
+        estimate = paired_ratio("", index.get((n, other)), index.get((n, base)))
+        if estimate is not None:
+            parts.append(f"{n}: **{estimate.ratio:.2f}x**")
     return " · ".join(parts)
 
 
@@ -108,8 +112,9 @@ def _dct_section(record: dict[str, Any]) -> list[str]:
         "method: max(FFT-path FLOPs / P, bytes / BW), bytes = read the input + write the output. "
         "`rfft2` is GFNet's forward transform of the same tensor, the reference for the FFT path "
         "(another transform: no error). "
-        f"The methods of one size were timed in turn, {s.get('rounds', 1)} round(s); each time "
-        f"is the median of {s.get('counted_rounds', 'its fastest round')}.")
+        f"The methods of one size were timed in turn, {s.get('rounds', 1)} round(s)"
+        f"{_order_text(s)}; each time reports "
+        f"{s.get('counted_rounds', 'the median of its fastest round')}.")
     out.append("")
     rows = []
     for r in record["results"]:
@@ -139,8 +144,8 @@ def _mixer_section(record: dict[str, Any]) -> list[str]:
         f"Input `(B, N, N, C)` channels-last, `B = max(1, {s['tokens']} // N²)`; every number is "
         "per image. Skipped points: over the time cap (`max_call_time`) at the measured matmul "
         "peak, or out of memory. The mixers of one size were timed in turn, "
-        f"{s.get('rounds', 1)} round(s); each time is the median of "
-        f"{s.get('counted_rounds', 'its fastest round')}.")
+        f"{s.get('rounds', 1)} round(s){_order_text(s)}; each time reports "
+        f"{s.get('counted_rounds', 'the median of its fastest round')}.")
     for mode in s["modes"]:
         label = {"inference": "inference (forward, no_grad)",
                  "train": "training (forward + backward)"}.get(mode, mode)
@@ -204,7 +209,8 @@ def _model_section(record: dict[str, Any]) -> list[str]:
         f"At {s['img_size']}x{s['img_size']}, random weights. GMACs = multiply-adds per image "
         "(the peers' \"GFLOPs\"; FFTs at 5 N log2 N / 2). Inference: batch "
         f"{s['batch']}, `eval()`, `no_grad`; training step: batch {s['train_batch']}, forward + "
-        f"cross-entropy + backward + AdamW step, {s.get('rounds', 1)} interleaved rounds. "
+        f"cross-entropy + backward + AdamW step, {s.get('rounds', 1)} interleaved rounds"
+        f"{_order_text(s)}. "
         f"Throughput of {s.get('counted_rounds', 'the fastest round')} (each round the median "
         "of its repetitions; range over rounds in brackets; with one round, ± half the IQR). "
         "x floor: measured / (FLOPs / "
@@ -325,7 +331,14 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
     out += [r["command"] for r in records if r.get("command")] + list(commands)
     out += ["```", "", "Conventions:", ""]
     out += _conventions(records)
-    out += ["", "## The ratios that matter", ""]
+    out += ["", "## The ratios that matter", "",
+            "The arms of one point are timed in the same rounds, so their times pair up round by "
+            "round; a ratio at a point is the geometric mean of its per-round ratios over the "
+            "counted rounds (the reported times alone where a record has no rounds). The speed "
+            "targets below test those paired ratios (a t-test on their logs, Holm-adjusted over "
+            "the points of a target), so a target reads \"met\" only where every point is shown "
+            "to meet it, \"not met\" where some point is shown to miss it, and \"not shown\" "
+            "where the rounds cannot tell.", ""]
     for (suite, device), r in sorted(by_key.items()):
         if suite != "mixers":
             continue

@@ -58,8 +58,12 @@ DCT_METHODS = ("matmul", "fft", "scipy")
 DCT_REFERENCE = "rfft2"
 DCT_ARMS = (*DCT_METHODS, DCT_REFERENCE)
 MEMORY_LAYOUTS = ("channels_last", "channels_first")
-COUNTED_ROUNDS = "the fastest round after the first (the first warms up) when there are several"
+COUNTED_ROUNDS = ("the median over the rounds after the first (the first warms up) when "
+                  "there are several")
 """Which timing round an entry reports (:func:`_summarize_rounds`), as records state it."""
+ROUND_ORDER = ("the arms in the listed order in the first round, rotated by one arm each round "
+               "after")
+"""The order the arms of one point are timed in each round (:func:`round_order`)."""
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Settings:
             "min_reps": self.min_reps, "target_time": self.target_time,
             "time_budget": self.time_budget, "quick": self.quick, "seed": self.seed,
             "precision": precision_name(self.dtype), "counted_rounds": COUNTED_ROUNDS,
+            "round_order": ROUND_ORDER,
         }
 
 
@@ -146,6 +151,15 @@ def _release(device: torch.device) -> None:
 # DCT --------------------------------------------------------------------------------------------
 
 
+def round_order(round_index: int, count: int) -> list[int]:
+    """The order ``count`` arms are timed in round ``round_index``: as listed in the first round
+    (it warms up), then rotated by one arm per round. An arm that always ran right after the
+    same other arm would inherit that arm's cache and allocator state in every round; rotating
+    spreads such position effects over all arms instead of biasing one ratio."""
+    shift = round_index % count if count else 0
+    return [(shift + k) % count for k in range(count)]
+
+
 def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], rounds: int,
                     settings: Settings, *, memory: bool = False) -> list[list[Timing]]:
     """Times every ``(entry, run)`` in turn, ``rounds`` times: the first round with warm-up and
@@ -155,7 +169,8 @@ def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], r
     that runs out of memory is marked skipped in its entry."""
     timings: list[list[Timing]] = [[] for _ in calls]
     for round_index in range(rounds):
-        for i, (entry, run) in enumerate(calls):
+        for i in round_order(round_index, len(calls)):
+            entry, run = calls[i]
             if entry.get("skipped"):
                 continue
             try:
@@ -177,17 +192,22 @@ def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], r
 
 def _summarize_rounds(entry: dict[str, Any], measured: list[Timing], floor: dict[str, Any],
                       *, images: int | None = None) -> Timing:
-    """Fills ``entry`` from its timing rounds: the fastest round counts (someone else's load
-    only slows a round down) and every round's median is kept; ``images`` per call gives
-    images/s. Returns the fastest round.
+    """Fills ``entry`` from its timing rounds: the median over the counted rounds (quartiles
+    over them too) and every round's median kept in ``rounds``, which ratios between arms pair
+    round by round (:mod:`.ratios`); ``images`` per call gives images/s. Returns the summary.
 
-    With more than one round the first is not a candidate: it warms up and lets the Timer
-    choose each call's block size (100 calls per block for one arm, 1 for the next at the same
-    size), and a block of many calls in a row runs warmer than one call between other arms'
-    calls. The later rounds time every arm alike (``min_reps`` single calls, interleaved), so
-    the ratios between arms compare like with like."""
-    candidates = measured[1:] if len(measured) > 1 else measured
-    timing = min(candidates, key=lambda t: t.median_s)
+    With more than one round the first does not count: it warms up and lets the Timer choose
+    each call's block size (100 calls per block for one arm, 1 for the next at the same size),
+    and a block of many calls in a row runs warmer than one call between other arms' calls.
+    The later rounds time every arm alike (``min_reps`` single calls, interleaved, the order
+    rotated), so the ratios between arms compare like with like. The median, not the fastest
+    round, is reported: with many short rounds the fastest is a lucky draw."""
+    counted = measured[1:] if len(measured) > 1 else measured
+    if len(counted) == 1:
+        timing = counted[0]
+    else:
+        timing = Timing.from_times([t.median_s for t in counted], inner=1,
+                                   first_call_s=measured[0].first_call_s)
     flops = entry.get("flops")
     entry.update(
         time=timing.to_dict(),
@@ -221,7 +241,7 @@ def bench_dct(
     relative to ``max |X|`` (``None`` for ``"rfft2"``, which computes another transform).
 
     The methods of one ``(N, layout)`` transform the same input and are timed in turn,
-    ``rounds`` times; each reports its fastest round and every round's median."""
+    ``rounds`` times; each reports the median over its counted rounds and every round's median."""
     import scipy.fft
 
     settings = settings or Settings()
@@ -559,9 +579,10 @@ def bench_models(
                         return runner(x)
             calls.append((row[mode], size, run))
     timings: list[list[Timing]] = [[] for _ in calls]
-    schedule = [(r, i) for r in range(rounds) for i in range(len(calls))]
-    for round_index, i in _progress(schedule, settings, "models"):
-        if i == 0 and round_index > 0:  # one peak measurement per round, the best is kept
+    schedule = [(r, k, i) for r in range(rounds)
+                for k, i in enumerate(round_order(r, len(calls)))]
+    for round_index, position, i in _progress(schedule, settings, "models"):
+        if position == 0 and round_index > 0:  # one peak measurement per round, the best kept
             peaks = _best_peaks(peaks, measure_peaks(device, settings.dtype, quick=settings.quick))
         entry, size, run = calls[i]
         if entry.get("skipped"):

@@ -9,6 +9,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from ..stats import adjust_family
+from .ratios import RatioEstimate, counted_rounds, judge, paired_ratio
+
 __all__ = ["speed_targets"]
 
 Records = dict[tuple[str, str], dict[str, Any]]
@@ -18,10 +21,14 @@ def _ms(entry: dict[str, Any] | None) -> float | None:
     return entry["ms_per_image"] if entry and "time" in entry else None
 
 
-def _status(won: int, total: int) -> str:
+def _status(won: int, total: int, lost: int = 0) -> str:
+    """"met" when every point is shown to meet the target, "not met" when at least one is
+    shown to miss it, "not shown" when neither (too few or too noisy rounds)."""
     if total == 0:
         return "not measured"
-    return "met" if won == total else "not met"
+    if won == total:
+        return "met"
+    return "not met" if lost else "not shown"
 
 
 def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
@@ -30,25 +37,42 @@ def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str,
             if not r.get("skipped")}
 
 
-def _wins(record: dict[str, Any], mine: str, other: str, min_grid: int = 0
-          ) -> tuple[int, int, tuple[float, str] | None]:
-    """Points (mode x C x grid) where ``mine`` is faster than ``other``, how many were
-    measured, and the worst time ratio other / mine with where it was."""
+def _mixer_ratios(record: dict[str, Any], mine: str, other: str, bound: float = 1.0,
+                  min_grid: int = 0, only=None) -> list[tuple[RatioEstimate, str]]:
+    """time(mine) / time(other) at every point (mode x C x grid from ``min_grid`` on, where
+    ``only(n)`` holds) both were timed, judged against ``bound`` as one family."""
     index = _mixer_index(record)
-    won = total = 0
-    worst = None
-    for (name, dim, n), r in index.items():
-        if name != mine or n < min_grid:
+    estimates = []
+    for (name, dim, n), r in sorted(index.items()):
+        if name != mine or n < min_grid or (only and not only(n)):
             continue
         for mode in record["settings"]["modes"]:
-            a = _ms(r.get(mode))
-            b = _ms((index.get((other, dim, n)) or {}).get(mode))
-            if a and b:
-                total += 1
-                won += a < b
-                if worst is None or b / a < worst[0]:
-                    worst = (b / a, f"{mode} C={dim} {n}²")
-    return won, total, worst
+            e = paired_ratio(f"{mode} C={dim} {n}²", r.get(mode),
+                             (index.get((other, dim, n)) or {}).get(mode), bound)
+            if e is not None:
+                estimates.append(e)
+    return judge(estimates)
+
+
+def _tally(judged: list[tuple[RatioEstimate, str]]) -> tuple[int, int, int]:
+    """Points shown below the bound, shown above it, and all points."""
+    return (sum(v == "below" for _, v in judged), sum(v == "above" for _, v in judged),
+            len(judged))
+
+
+def _rounds_text(judged: list[tuple[RatioEstimate, str]]) -> str:
+    rounds = sorted({e.rounds for e, _ in judged})
+    return (f"paired t-test on per-round log time ratios, {'/'.join(map(str, rounds))} "
+            f"round(s) per point, Holm-adjusted over the {len(judged)} points, 5 %")
+
+
+def _faster_text(judged: list[tuple[RatioEstimate, str]], other: str) -> str:
+    """"faster at k/n points ..." with the worst point as time(other) / time(DSM)."""
+    won, lost, total = _tally(judged)
+    worst = max(judged, key=lambda j: j[0].ratio)[0].inverted()
+    return (f"shown faster at {won}/{total} points (inference + train), shown slower at {lost}, "
+            f"{total - won - lost} not resolved ({_rounds_text(judged)}); worst {other}/DSM "
+            f"time ratio {worst.ratio:.2f} ({worst.interval_text}; {worst.label})")
 
 
 def _mixer_rows(records: Records) -> list[list[str]]:
@@ -65,22 +89,21 @@ def _mixer_rows(records: Records) -> list[list[str]]:
                            ("dsm_log", "DSM mixer, per-channel log descriptor")):
             if mine not in record["settings"]["mixers"]:
                 continue
-            won, total, worst = _wins(record, mine, "gfnet")
-            worst_text = (f"; worst GFNet/DSM time ratio {worst[0]:.2f} ({worst[1]})"
-                          if worst else "")
-            rows.append([f"{name} faster than GFNet filter at every size, {label}",
-                         f"faster at {won}/{total} points (inference + train){worst_text}",
-                         _status(won, total)])
+            judged = _mixer_ratios(record, mine, "gfnet")
+            if judged:
+                won, lost, total = _tally(judged)
+                rows.append([f"{name} faster than GFNet filter at every size, {label}",
+                             _faster_text(judged, "GFNet"), _status(won, total, lost)])
     for label, record in pairs:
         if record is None:
             rows.append([f"DSM mixer faster than attention from 28x28 on, {label}",
                          "not measured", "not measured"])
             continue
-        won, total, worst = _wins(record, "dsm_matmul", "attention", min_grid=28)
-        worst_text = f"; worst attention/DSM ratio {worst[0]:.2f} ({worst[1]})" if worst else ""
-        rows.append([f"DSM mixer faster than attention from 28x28 on, {label}",
-                     f"faster at {won}/{total} measured points{worst_text}",
-                     _status(won, total)])
+        judged = _mixer_ratios(record, "dsm_matmul", "attention", min_grid=28)
+        if judged:
+            won, lost, total = _tally(judged)
+            rows.append([f"DSM mixer faster than attention from 28x28 on, {label}",
+                         _faster_text(judged, "attention"), _status(won, total, lost)])
     return rows
 
 
@@ -91,22 +114,46 @@ def _dswg_rows(records: Records, slack: float = 1.2) -> list[list[str]]:
     record = records.get(("mixers", "cpu"))
     if record is None or not {"dsm_matmul", "dsm_static"} <= set(record["settings"]["mixers"]):
         return [[f"{target}, CPU fp32", "not measured", "not measured"]]
-    index = _mixer_index(record)
     rows = []
     for mode in record["settings"]["modes"]:
-        ratios = []
-        for (name, dim, n), r in index.items():
-            mine, twin = _ms(r.get(mode)), _ms((index.get(("dsm_static", dim, n)) or {}).get(mode))
-            if name == "dsm_matmul" and mine and twin:
-                ratios.append((mine / twin, f"C={dim} {n}²"))
-        within = sum(ratio <= slack for ratio, _ in ratios)
-        worst = max(ratios, default=None)
-        measured = f"{within}/{len(ratios)} points"
-        if worst:
-            measured += (f"; median {statistics.median(r for r, _ in ratios):.2f}x, worst "
-                         f"{worst[0]:.2f}x ({worst[1]})")
-        rows.append([f"{target}, {mode}, CPU fp32", measured, _status(within, len(ratios))])
+        judged = [j for j in _mixer_ratios(record, "dsm_matmul", "dsm_static", slack)
+                  if j[0].label.startswith(mode + " ")]
+        judged = judge([e for e, _ in judged])  # one family per mode
+        within, above, total = _tally(judged)
+        measured = (f"shown within at {within}/{total} points, shown above at {above}, "
+                    f"{total - within - above} not resolved")
+        if judged:
+            worst = max(judged, key=lambda j: j[0].ratio)[0]
+            median = statistics.median(e.ratio for e, _ in judged)
+            measured += (f" ({_rounds_text(judged)}); median {median:.2f}x, worst "
+                         f"{worst.ratio:.2f}x ({worst.interval_text}; "
+                         f"{worst.label.removeprefix(mode + ' ')})")
+        rows.append([f"{target}, {mode}, CPU fp32", measured, _status(within, total, above)])
     return rows
+
+
+def _same_code_row(records: Records) -> list[list[str]]:
+    """The benchmark's own check: ``dsm_auto`` and ``dsm_matmul`` run the same code below the
+    auto crossover, so a sound measurement tells them apart at (about) no point."""
+    from ..dct import resolve_method
+
+    record = records.get(("mixers", "cpu"))
+    if record is None or not {"dsm_auto", "dsm_matmul"} <= set(record["settings"]["mixers"]):
+        return []
+    estimates = [e for e, _ in _mixer_ratios(
+        record, "dsm_auto", "dsm_matmul",
+        only=lambda n: resolve_method("auto", (n, n), "cpu") == "matmul")]
+    if not estimates:
+        return []
+    # two-sided: a difference either way is a false alarm
+    differ = sum(c.p_holm < 0.05 for c in adjust_family(
+        [e.comparison for e in estimates if e.comparison is not None]))
+    ratios = [e.ratio for e in estimates]
+    return [["same code timed as two arms (`dsm_auto` and `dsm_matmul` below the auto "
+             "crossover) told apart at no point, CPU fp32",
+             f"told apart at {differ}/{len(estimates)} points (two-sided paired t-test, Holm, "
+             f"5 %); time ratio {min(ratios):.2f}–{max(ratios):.2f}",
+             "met" if differ == 0 else "not met"]]
 
 
 def _exponent_row(records: Records, fmt) -> list[list[str]]:
@@ -148,70 +195,77 @@ def _model_rows(records: Records, fmt) -> list[list[str]]:
     return rows
 
 
-def _time_ratios(index: dict, method: str, other: str) -> list[tuple[float, str]]:
-    """``time(method) / time(other)`` and ``"NxN layout"`` at every size and layout where the
-    DCT record ``index`` (keyed by ``(n, layout, method)``) has both."""
-    return [(r["time"]["median_s"] / index[(n, layout, other)]["time"]["median_s"],
-             f"{n}x{n} {layout}")
-            for (n, layout, m), r in index.items() if m == method and (n, layout, other) in index]
+def _dct_ratios(index: dict, method: str, other: str, bound: float
+                ) -> list[tuple[RatioEstimate, str]]:
+    """``time(method) / time(other)`` at every size and layout (``"NxN layout"``) where the DCT
+    record ``index`` (keyed by ``(n, layout, method)``) has both, judged against ``bound``."""
+    return judge([paired_ratio(f"{n}x{n} {layout}", r, index[(n, layout, other)], bound)
+                  for (n, layout, m), r in sorted(index.items())
+                  if m == method and (n, layout, other) in index])
 
 
-def _dct_rows(records: Records, fmt) -> list[list[str]]:
+def _within_text(judged: list[tuple[RatioEstimate, str]], what: str) -> str:
+    """"k/n points shown within ..." with the worst point's ratio and interval."""
+    won, lost, total = _tally(judged)
+    worst = max(judged, key=lambda j: j[0].ratio)[0]
+    return (f"shown at {won}/{total} points, shown not at {lost}, {total - won - lost} not "
+            f"resolved ({_rounds_text(judged)}); worst {what} {worst.ratio:.2f} "
+            f"({worst.interval_text}; {worst.label})")
+
+
+def _dct_rows(records: Records) -> list[list[str]]:
     cpu_dct = records.get(("dct", "cpu"))
     if not cpu_dct:
         return []
     index = {(r["n"], r["layout"], r["method"]): r for r in cpu_dct["results"]
              if not r.get("skipped")}
-    ratios = _time_ratios(index, "matmul", "scipy")  # scipy/matmul = 1 / these
-    won = sum(ratio <= 1 for ratio, _ in ratios)
-    worst = max(ratios, default=None)
-    rows = [["matmul DCT at least as fast as `scipy.fft.dctn`, batched channels, CPU",
-             f"{won}/{len(ratios)} points; worst scipy/matmul time ratio "
-             f"{fmt(1 / worst[0], 2) if worst else '-'} ({worst[1] if worst else ''})",
-             _status(won, len(ratios))]]
-    return rows + [_fft_row(index, fmt), _auto_row(index, fmt)]
+    rows = []
+    for method, other, bound, target, what in (
+            ("matmul", "scipy", 1.0,
+             "matmul DCT at least as fast as `scipy.fft.dctn`, batched channels, CPU",
+             "matmul/scipy time ratio"),
+            ("fft", "rfft2", 1.2, "FFT DCT within 1.2x of GFNet's `rfft2` of the same tensor, CPU",
+             "fft/rfft2 time ratio")):
+        judged = _dct_ratios(index, method, other, bound)
+        if not judged:
+            rows.append([target, f"not measured (no {other} rows)", "not measured"])
+            continue
+        won, lost, total = _tally(judged)
+        rows.append([target, _within_text(judged, what), _status(won, total, lost)])
+    return rows + _auto_row(index)
 
 
-def _fft_row(index: dict, fmt, slack: float = 1.2) -> list[str]:
-    """The FFT DCT (Makhoul) within ``slack`` of GFNet's ``rfft2`` of the same tensor."""
-    ratios = _time_ratios(index, "fft", "rfft2")
-    target = f"FFT DCT within {slack:.1f}x of GFNet's `rfft2` of the same tensor, CPU"
-    if not ratios:
-        return [target, "not measured (no rfft2 rows)", "not measured"]
-    won = sum(ratio <= slack for ratio, _ in ratios)
-    worst = max(ratios)
-    return [target,
-            f"{won}/{len(ratios)} points; worst fft/rfft2 time ratio {fmt(worst[0], 2)} "
-            f"({worst[1]})", _status(won, len(ratios))]
-
-
-def _auto_row(index: dict, fmt, slack: float = 1.1) -> list[str]:
+def _auto_row(index: dict, slack: float = 1.1) -> list[list[str]]:
     """``method="auto"`` (the path :func:`dsm_ref.dct.resolve_method` picks on CPU) within
-    ``slack`` of the fastest measured path at every size and layout of the record."""
+    ``slack`` of the fastest measured path (by reported time) at every size and layout."""
     from ..dct import resolve_method
 
-    won = total = 0
-    worst = None
+    estimates, fastest_picks = [], []
     for n, layout in sorted({(n, layout) for n, layout, _ in index}):
-        times = {m: index[(n, layout, m)]["time"]["median_s"] for m in ("matmul", "fft", "scipy")
-                 if (n, layout, m) in index}
+        entries = {m: index[(n, layout, m)] for m in ("matmul", "fft", "scipy")
+                   if (n, layout, m) in index}
         picked = resolve_method("auto", (n, n), "cpu")
-        if picked not in times:
+        if picked not in entries:
             continue
-        ratio = times[picked] / min(times.values())
-        total += 1
-        won += ratio <= slack
-        if worst is None or ratio > worst[0]:
-            worst = (ratio, f"{n}x{n} {layout}")
-    return [f"DCT `method='auto'` within {slack:.1f}x of the fastest path (matmul, FFT, scipy) "
-            "at every size, CPU",
-            f"{won}/{total} points; worst auto/fastest time ratio "
-            f"{fmt(worst[0], 2) if worst else '-'} ({worst[1] if worst else ''})",
-            _status(won, total)]
+        fastest = min(entries.values(), key=lambda r: r["time"]["median_s"])
+        if fastest is entries[picked]:  # auto took the fastest path: the ratio is 1 exactly
+            fastest_picks.append((RatioEstimate(f"{n}x{n} {layout}", 1.0, (1.0, 1.0),
+                                                len(counted_rounds(fastest)), slack, None),
+                                  "below"))
+        else:
+            estimates.append(paired_ratio(f"{n}x{n} {layout}", entries[picked], fastest, slack))
+    judged = judge(estimates) + fastest_picks
+    if not judged:
+        return []
+    won, lost, total = _tally(judged)
+    return [[f"DCT `method='auto'` within {slack:.1f}x of the fastest path (matmul, FFT, scipy) "
+             "at every size, CPU", _within_text(judged, "auto/fastest time ratio"),
+             _status(won, total, lost)]]
 
 
 def speed_targets(records: Records, fmt) -> list[list[str]]:
     """Rows ``[target, measured, status]`` from the records keyed by ``(suite, device)``;
     ``fmt(value, digits)`` formats a number for the table."""
-    return (_dswg_rows(records) + _mixer_rows(records) + _exponent_row(records, fmt)
-            + _model_rows(records, fmt) + _dct_rows(records, fmt))
+    return (_dswg_rows(records) + _mixer_rows(records) + _same_code_row(records)
+            + _exponent_row(records, fmt)
+            + _model_rows(records, fmt) + _dct_rows(records))
