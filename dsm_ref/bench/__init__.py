@@ -20,6 +20,9 @@ Modules, one job each:
   peaks and the floors.
 - :mod:`.suites`: the DCT, mixers and models suites.
 - :mod:`.records`: the record: conventions, precision names, provenance, writing, reading.
+- :mod:`.ratios`: ratios between arms timed in the same rounds, paired round by round, with
+  their intervals and tests.
+- :mod:`.targets`: the speed targets, checked on the records.
 - :mod:`.report`: ``BENCHMARKS.md`` from records.
 """
 
@@ -35,6 +38,7 @@ from .arms import (
     mixer_flops,
     model_flops,
 )
+from .ratios import RatioEstimate, judge, paired_ratio
 from .records import (
     CONVENTIONS,
     PRECISIONS,
@@ -103,6 +107,9 @@ __all__ = [
     "bench_models",
     "scaling_series",
     "render_report",
+    "RatioEstimate",
+    "paired_ratio",
+    "judge",
     "load_records",
     "upgrade_record",
 ]
