@@ -17,12 +17,14 @@ Two implementations share one signature, and ``method="auto"`` picks one per gri
   ``torch.onnx.export(dynamo=True)`` with dynamic sizes, ``C`` is built inside the graph).
 - ``method="fft"``: Makhoul's reordering (1980): a real-input FFT of the even/odd re-ordered
   signal and a twiddle, O(N log N) per axis. A 2D transform takes one ``rfft2`` (inverse: one
-  ``irfft2``), Makhoul's order as one gather over the flattened grid, and the twiddles of both
-  axes as two passes over the half spectrum; its backward is the inverse transform (the DCT is
-  orthonormal), not a replay of every pass. A 1D transform takes one ``rfft``; no axis is
-  moved. On CPU it overtakes the matmul only near 1024 (:data:`AUTO_CROSSOVER`). Not
-  exportable (its twiddles are complex, which ONNX cannot represent): ``torch.export`` and
-  ``torch.onnx.export`` raise a clear error.
+  ``irfft2``), Makhoul's order as four quadrant copies (channels-first; channels-last: one
+  gather of whole channel rows over the flattened grid), and the twiddles of both axes as two
+  passes over the half spectrum; no index gather runs along the last dim, which is slow on CPU.
+  Its backward is the inverse transform (the DCT is orthonormal), not a replay of every pass. A
+  1D transform takes one ``rfft`` and two slice copies for the order; no axis is moved. On CPU
+  it overtakes the matmul only near 1024 (:data:`AUTO_CROSSOVER`). Not exportable (its twiddles
+  are complex, which ONNX cannot represent): ``torch.export`` and ``torch.onnx.export`` raise a
+  clear error.
 - ``method="scipy"``: ``scipy.fft.dctn`` (pocketfft's native real DCT) on CPU tensors, wrapped
   for autograd. The fastest CPU path from about 224 per side; not on GPUs, not traceable by
   ``torch.compile`` (a graph break) or the exporters (a clear error).
@@ -241,12 +243,12 @@ def _along(vector: Tensor, dim: int, ndim: int) -> Tensor:
 
 
 def _fft_dct(x: Tensor, dim: int) -> Tensor:
-    """Orthonormal DCT-II along ``dim`` by Makhoul's method on a real-input FFT: reorder (one
-    gather), ``rfft``, twiddle; the half spectrum ``z_k`` gives ``X_k = s_k Re z_k`` and
+    """Orthonormal DCT-II along ``dim`` by Makhoul's method on a real-input FFT: reorder (two
+    slice copies), ``rfft``, twiddle; the half spectrum ``z_k`` gives ``X_k = s_k Re z_k`` and
     ``X_(n-k) = -s_(n-k) Im z_k`` (``z_(n-k) = conj`` of ``z_k`` twiddled). No axis is moved."""
     n, ndim = x.shape[dim], x.ndim
-    order, _, twiddle, half_scale, _ = _makhoul_constants(n, x.dtype, x.device)
-    z = torch.fft.rfft(x.index_select(dim, order), dim=dim) * _along(twiddle, dim, ndim)
+    _, _, twiddle, half_scale, _ = _makhoul_constants(n, x.dtype, x.device)
+    z = torch.fft.rfft(_reorder_1d(x, dim, inverse=False), dim=dim) * _along(twiddle, dim, ndim)
     low = z.real * _along(half_scale, dim, ndim)  # X_0 .. X_(n//2)
     high = z.imag.narrow(dim, 1, (n - 1) // 2).flip(dim) * -math.sqrt(2.0 / n)
     return torch.cat([low, high], dim=dim)
@@ -255,23 +257,41 @@ def _fft_dct(x: Tensor, dim: int) -> Tensor:
 def _fft_idct(coeffs: Tensor, dim: int) -> Tensor:
     """Inverse of :func:`_fft_dct` (orthonormal DCT-III) along ``dim`` through ``irfft``:
     ``z_k = X_k / s_k - i X_(n-k) / s_(n-k)`` (``X_n = 0``) undoes the real and imaginary
-    parts, the conjugate twiddle gives the FFT of the reordered signal, one gather undoes the
-    order."""
+    parts, the conjugate twiddle gives the FFT of the reordered signal, two slice copies undo
+    the order."""
     n, ndim = coeffs.shape[dim], coeffs.ndim
-    _, inverse_order, twiddle, _, scale = _makhoul_constants(n, coeffs.dtype, coeffs.device)
+    _, _, twiddle, _, scale = _makhoul_constants(n, coeffs.dtype, coeffs.device)
     half = n // 2 + 1
     unscaled = coeffs / _along(scale, dim, ndim)
     mirrored = torch.cat([torch.zeros_like(unscaled.narrow(dim, 0, 1)),
                           unscaled.narrow(dim, n - half + 1, half - 1).flip(dim)], dim=dim)
     z = torch.complex(unscaled.narrow(dim, 0, half), -mirrored)
     reordered = torch.fft.irfft(z * _along(twiddle.conj(), dim, ndim), n=n, dim=dim)
-    return reordered.index_select(dim, inverse_order)
+    return _reorder_1d(reordered, dim, inverse=True)
 
 
-def _flip_index(n: int, device: torch.device) -> Tensor:
-    """``(-k) mod n`` for ``k < n``: the frequency index of the conjugate partner."""
-    return cached_constant(("neg_freq", n, torch.device(device)),
-                           lambda: (-torch.arange(n, device=device)) % n)
+def _reversed(t: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """``t.narrow(dim, start, length)`` in reverse order: a flip along the last dim, where a
+    gather would pick single elements (slow on CPU), else a gather of whole rows (cheaper than
+    the flip's copy there)."""
+    if dim == t.ndim - 1:
+        return t.narrow(dim, start, length).flip(dim)
+    index = cached_constant(("reversed", start, length, torch.device(t.device)),
+                            lambda: torch.arange(start + length - 1, start - 1, -1,
+                                                 device=t.device))
+    return t.index_select(dim, index)
+
+
+def _partner(spectrum: Tensor, dim: int) -> Tensor:
+    """``spectrum`` at the frequency ``(-k) mod n`` along ``dim``: index 0, then the rest
+    reversed."""
+    n = spectrum.shape[dim]
+    if dim != spectrum.ndim - 1:  # one gather of whole rows
+        index = cached_constant(("neg_freq", n, torch.device(spectrum.device)),
+                                lambda: (-torch.arange(n, device=spectrum.device)) % n)
+        return spectrum.index_select(dim, index)
+    return torch.cat([spectrum.narrow(dim, 0, 1), spectrum.narrow(dim, 1, n - 1).flip(dim)],
+                     dim=dim)
 
 
 def _full_twiddle(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -284,19 +304,58 @@ def _full_twiddle(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return cached_constant(("twiddle", n, dtype, torch.device(device)), build)
 
 
+def _index(ndim: int, slices: dict[int, slice]) -> tuple[slice, ...]:
+    """An index tuple for an ``ndim``-d tensor: ``slices[d]`` at each dim ``d``, ``:``
+    elsewhere."""
+    return tuple(slices.get(d, slice(None)) for d in range(ndim))
+
+
+def _reorder_1d(x: Tensor, dim: int, inverse: bool) -> Tensor:
+    """Makhoul's order along ``dim`` (even indices, then the odd ones reversed;
+    ``inverse=True``: its inverse) as two slice copies into one output."""
+    half = (x.shape[dim] + 1) // 2
+    out = torch.empty_like(x)
+    parts = ((slice(0, None, 2), slice(0, half), ()),
+             (slice(1, None, 2), slice(half, None), (dim,)))
+    for strided, block, flip in parts:
+        src, dst = (block, strided) if inverse else (strided, block)
+        part = x[_index(x.ndim, {dim: src})]
+        out[_index(x.ndim, {dim: dst})] = part.flip(flip) if flip else part
+    return out
+
+
 def _reorder(x: Tensor, d1: int, d2: int, inverse: bool) -> Tensor:
-    """Makhoul's order on both axes (``inverse=True``: its inverse): one gather over the
-    flattened grid when the two axes are adjacent (``d2 == d1 + 1``: channels-last and
-    channels-first tokens), else one per axis."""
+    """Makhoul's order on both axes (``inverse=True``: its inverse).
+
+    When the later axis is the last dim (channels-first), a gather would pick single elements
+    along it, which is slow on CPU: the grid is written as four quadrant copies (even/odd
+    indices on each axis, the odd ones reversed) into one output. Otherwise (channels-last) the
+    gather moves whole rows of the trailing dims: one over the flattened grid when the axes are
+    adjacent, else one per axis."""
     n1, n2 = x.shape[d1], x.shape[d2]
+    if max(d1, d2) == x.ndim - 1:
+        h1, h2 = (n1 + 1) // 2, (n2 + 1) // 2
+        out = torch.empty_like(x)
+        for p1 in (0, 1):
+            for p2 in (0, 1):
+                strided = {d1: slice(p1, None, 2), d2: slice(p2, None, 2)}
+                block = {d1: slice(h1 * p1, h1 if p1 == 0 else None),
+                         d2: slice(h2 * p2, h2 if p2 == 0 else None)}
+                src, dst = (block, strided) if inverse else (strided, block)
+                flip = [d for d, p in ((d1, p1), (d2, p2)) if p]
+                part = x[_index(x.ndim, src)]
+                out[_index(x.ndim, dst)] = part.flip(flip) if flip else part
+        return out
     pick = 1 if inverse else 0
-    index1 = _makhoul_constants(n1, x.dtype, x.device)[pick]
-    index2 = _makhoul_constants(n2, x.dtype, x.device)[pick]
-    if d2 != d1 + 1:
-        return x.index_select(d1, index1).index_select(d2, index2)
-    flat = cached_constant(("makhoul_grid", inverse, n1, n2, torch.device(x.device)),
-                           lambda: (index1[:, None] * n2 + index2[None, :]).flatten())
-    return x.flatten(d1, d2).index_select(d1, flat).unflatten(d1, (n1, n2))
+    order1 = _makhoul_constants(n1, x.dtype, x.device)[pick]
+    order2 = _makhoul_constants(n2, x.dtype, x.device)[pick]
+    if abs(d2 - d1) != 1:
+        return x.index_select(d1, order1).index_select(d2, order2)
+    (lo, o_lo), (hi, o_hi) = sorted([(d1, order1), (d2, order2)], key=lambda p: p[0])
+    flat = cached_constant(("makhoul_grid", inverse, x.shape[lo], x.shape[hi],
+                            torch.device(x.device)),
+                           lambda: (o_lo[:, None] * x.shape[hi] + o_hi[None, :]).flatten())
+    return x.flatten(lo, hi).index_select(lo, flat).unflatten(lo, (x.shape[lo], x.shape[hi]))
 
 
 def _makhoul_2d_coefficients(n1: int, n2: int, dtype: torch.dtype, device: torch.device
@@ -335,14 +394,13 @@ def _fft_dct2_forward(x: Tensor, d1: int, d2: int) -> Tensor:
     half, high = n2 // 2 + 1, (n2 - 1) // 2
     factor_a, factor_b, _, _ = _makhoul_2d_coefficients(n1, n2, x.dtype, x.device)
     spectrum = torch.fft.rfft2(_reorder(x, d1, d2, inverse=False), dim=(d1, d2))
-    partner = spectrum.index_select(d1, _flip_index(n1, x.device))
+    partner = _partner(spectrum, d1)
     z = spectrum.mul_(_along2(factor_a, d1, d2, x.ndim))
     z.addcmul_(partner, _along2(factor_b, d1, d2, x.ndim))
     out = torch.empty_like(x)
     out.narrow(d2, 0, half).copy_(z.real)
-    if high:
-        reverse = torch.arange(high, 0, -1, device=x.device)  # k2 = high .. 1
-        torch.neg(z.imag.index_select(d2, reverse), out=out.narrow(d2, half, high))
+    if high:  # k2 = high .. 1
+        torch.neg(_reversed(z.imag, d2, 1, high), out=out.narrow(d2, half, high))
     return out
 
 
@@ -361,10 +419,10 @@ def _fft_idct2_forward(coeffs: Tensor, d1: int, d2: int) -> Tensor:
     r = torch.empty(shape, dtype=complex_dtype, device=coeffs.device)
     r.real.copy_(coeffs.narrow(d2, 0, half))
     r.imag.narrow(d2, 0, 1).zero_()
-    if half > 1:
-        mirrored = torch.arange(n2 - 1, n2 - half, -1, device=coeffs.device)  # n2 - k2, k2 >= 1
-        torch.neg(coeffs.index_select(d2, mirrored), out=r.imag.narrow(d2, 1, half - 1))
-    partner = r.index_select(d1, _flip_index(n1, coeffs.device))
+    if half > 1:  # n2 - k2 for k2 = 1 .. half - 1
+        mirrored = _reversed(coeffs, d2, n2 - half + 1, half - 1)
+        torch.neg(mirrored, out=r.imag.narrow(d2, 1, half - 1))
+    partner = _partner(r, d1)
     spectrum = r.mul_(_along2(factor_g, d1, d2, coeffs.ndim))
     spectrum.addcmul_(partner, _along2(factor_h, d1, d2, coeffs.ndim))
     signal = torch.fft.irfft2(spectrum, s=(n1, n2), dim=(d1, d2))

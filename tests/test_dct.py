@@ -210,3 +210,23 @@ def test_fft_2d_on_non_adjacent_axes_and_its_single_backward():
     assert _rel_err(D.dct2(x, (3, 1), method="fft"), ref) < 1e-12
     assert torch.autograd.gradcheck(lambda t: D.dct2(t, (3, 1), method="fft"), (x,))
     assert torch.autograd.gradgradcheck(lambda t: D.idct2(t, (1, 3), method="fft"), (x,))
+
+
+@pytest.mark.parametrize(
+    "shape,dims",
+    [
+        ((2, 9, 3, 7, 2), (1, 3)),  # non-adjacent, neither last: one gather per axis
+        ((2, 9, 7, 3), (2, 1)),  # channels-last, dims reversed: flattened-grid gather
+        ((3, 2, 9, 11), (3, 2)),  # channels-first, odd x odd, dims reversed: quadrant copies
+        ((2, 1, 5, 3), (1, 3)),  # a length-1 axis, non-adjacent, ends on the last dim
+        ((7, 2, 1), (0, 2)),  # ... and a length-1 last axis
+    ],
+)
+def test_fft_2d_reorder_paths_against_scipy(shape, dims):
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref = scipy.fft.dctn(x.numpy(), type=2, norm="ortho", axes=dims)
+    ref_inv = scipy.fft.idctn(x.numpy(), type=2, norm="ortho", axes=dims)
+    assert _rel_err(D.dct2(x, dims, method="fft"), ref) < 1e-12
+    assert _rel_err(D.idct2(x, dims, method="fft"), ref_inv) < 1e-12
+    assert _rel_err(D.dct2(x.float(), dims, method="fft"), ref) < 1e-5
+    assert _rel_err(D.idct2(x.float(), dims, method="fft"), ref_inv) < 1e-5
