@@ -599,3 +599,20 @@ def test_an_entry_reports_the_median_over_its_counted_rounds():
     assert timing.median_s == entry["time"]["median_s"] == 2.5
     assert entry["time"]["reps"] == 4 and entry["time"]["first_call_s"] == 10.0
     assert entry["images_per_s"] == 4 / 2.5 and entry["x_floor"] == 2500
+
+
+def test_each_size_compiles_from_a_fresh_cache(monkeypatch):
+    """All instances of a mixer class share one compiled frame, and torch._dynamo stops
+    recompiling after 8 variants: without a reset per size, the later compiled points would
+    run eagerly under a "+compile" label. Compiling itself is stubbed out here."""
+    resets = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(True))
+    monkeypatch.setattr(torch, "compile", lambda module, **_: module)
+    settings = bench.Settings(target_time=0.001, progress=False, quick=True, min_reps=1)
+    bench.bench_mixers(dims=(8,), grids=(7, 14, 21), tokens=196, mixers=("dsm_static",),
+                       modes=("inference",), compile_modes=(False, True), settings=settings)
+    assert len(resets) == 3
+    resets.clear()
+    bench.bench_mixers(dims=(8,), grids=(7, 14), tokens=196, mixers=("dsm_static",),
+                       modes=("inference",), settings=settings)
+    assert resets == []  # nothing compiled, nothing to reset

@@ -388,6 +388,11 @@ def bench_mixers(
         calls: list[tuple[dict[str, Any], Callable[[], Any], float]] = []  # (entry, run, bytes)
         points = [(name, c) for name in mixers for c in compile_modes
                   if not c or compile_mixers is None or name in compile_mixers]
+        if any(c for _, c in points):
+            # Every mixer instance of a class shares one compiled frame (its forward), and each
+            # new shape or grad mode recompiles it: past torch._dynamo's recompile limit (8) the
+            # later points would silently run eagerly. Each size starts from a fresh cache.
+            torch.compiler.reset()
         for name, compiled in points:
             label = f"{name}{COMPILED_SUFFIX}" if compiled else name
             row: dict[str, Any] = dict(mixer=label, dim=dim, grid=[n, n], tokens=n * n,
