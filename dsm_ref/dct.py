@@ -22,7 +22,8 @@ Two implementations share one signature, and ``method="auto"`` picks one per gri
   passes over the half spectrum; no index gather runs along the last dim, which is slow on CPU.
   Its backward is the inverse transform (the DCT is orthonormal), not a replay of every pass. A
   1D transform takes one ``rfft`` and two slice copies for the order; no axis is moved. On CPU
-  it overtakes the matmul only near 1024 (:data:`AUTO_CROSSOVER`). Not exportable (its twiddles
+  it overtakes the matmul near 320 per side channels-first and not below 1024 channels-last,
+  always behind scipy (:data:`AUTO_CROSSOVER`). Not exportable (its twiddles
   are complex, which ONNX cannot represent): ``torch.export`` and ``torch.onnx.export`` raise a
   clear error.
 - ``method="scipy"``: ``scipy.fft.dctn`` (pocketfft's native real DCT) on CPU tensors, wrapped
@@ -68,15 +69,16 @@ METHODS = ("auto", "matmul", "fft", "scipy")
 # least ``size`` take ``method``, smaller ones the matmul; ``None``: always the matmul. Measured
 # on CPU, fp32, one thread, 64 channels (data/bench/cpu_dct.json, made by
 # `python -m dsm_ref bench dct --device cpu --threads 1 --sizes 7 14 28 56 112 224 320 448 640
-# 768 1024 --target-time 0.2 --rounds 3`), time over the matmul's, channels-last (channels-first):
-# scipy 3.4 (1.9) at 56, 1.88 (1.28) at 112, 1.19 (0.72) at 224, 0.80 (0.58) at 320, 0.26
-# (0.27) at 1024; our FFT path 2.4 (1.8) at 224, 1.6 (1.3) at 448, 1.4 (0.8) at 1024. The
-# matmul's 2N multiply-adds per value run near the machine's matmul peak; pocketfft's native DCT
-# (scipy) crosses it at 224 (slower channels-last, faster channels-first; an earlier run gave
-# 1.04 (0.81) there) and wins beyond; our FFT path, whose log2 N work is spread over memory-bound
-# passes (reorders, twiddles, layout changes), catches up only near 1024, and takes 2.3-4.1x the
-# time of GFNet's rfft2 of the same tensor channels-last. No crossover is measured on CUDA yet
-# (scripts/gpu_check.sh measures it), so CUDA keeps the matmul.
+# 768 1024 --target-time 0.2 --min-reps 1 --rounds 11`), time over the matmul's (geometric mean
+# of 10 paired rounds), channels-last (channels-first): scipy 2.25 (1.72) at 56, 1.48 (1.24) at
+# 112, 1.07 (0.73) at 224, 0.83 (0.60) at 320, 0.54 (0.51) at 1024; our FFT path 2.8 (1.18) at
+# 224, 1.8 (0.89) at 448, 1.5 (0.54) at 1024. The matmul's 2N multiply-adds per value run near
+# the machine's matmul peak; pocketfft's native DCT (scipy) crosses it at 224 (level
+# channels-last, faster channels-first) and wins beyond; our FFT path, whose log2 N work is
+# spread over memory-bound passes (reorders, twiddles, layout changes), crosses it near 320
+# channels-first and not below 1024 channels-last, and takes 2.2-3.5x (3.5-6.0x) the time of
+# GFNet's rfft2 of the same tensor. No crossover is measured on CUDA yet (scripts/gpu_check.sh
+# measures it), so CUDA keeps the matmul.
 AUTO_CROSSOVER: dict[str, tuple[int, str] | None] = {"cpu": (224, "scipy"), "cuda": None}
 
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
