@@ -29,10 +29,10 @@ run "CUDA tests" 90 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider tests
 # dsm_ref.dct.AUTO_CROSSOVER["cuda"] is to be set from (scipy is CPU-only)
 run "DCT, fp32, matmul vs FFT" 45 "$PYTHON" -m dsm_ref bench dct --device cuda --dtype float32 \
     --sizes 7 14 28 56 112 224 448 1024 --methods matmul fft --target-time 0.05 \
-    --time-budget 35 --no-progress --json "$OUT/cuda_dct.json"
+    --min-reps 1 --rounds 6 --time-budget 35 --no-progress --json "$OUT/cuda_dct.json"
 run "mixers, bf16" 60 "$PYTHON" -m dsm_ref bench mixers --device cuda --dtype bfloat16 \
-    --target-time 0.03 --max-call-time 0.5 --time-budget 45 --no-progress \
-    --json "$OUT/cuda_mixers.json"
+    --target-time 0.03 --max-call-time 0.5 --min-reps 1 --rounds 6 --time-budget 45 \
+    --no-progress --json "$OUT/cuda_mixers.json"
 run "models, bf16, eager and compiled (dsm_s, swin_t)" 110 "$PYTHON" -m dsm_ref bench models \
     --device cuda --dtype bfloat16 --batch 128 --train-batch 64 --target-time 0.2 \
     --compile both --compile-models dsm_s swin_t --rounds 2 --time-budget 85 --no-progress \
