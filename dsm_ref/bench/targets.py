@@ -17,10 +17,6 @@ __all__ = ["speed_targets"]
 Records = dict[tuple[str, str], dict[str, Any]]
 
 
-def _ms(entry: dict[str, Any] | None) -> float | None:
-    return entry["ms_per_image"] if entry and "time" in entry else None
-
-
 def _status(won: int, total: int, lost: int = 0) -> str:
     """"met" when every point is shown to meet the target, "not met" when at least one is
     shown to miss it, "not shown" when neither (too few or too noisy rounds)."""
@@ -37,16 +33,18 @@ def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str,
             if not r.get("skipped")}
 
 
-def _mixer_ratios(record: dict[str, Any], mine: str, other: str, bound: float = 1.0,
-                  min_grid: int = 0, only=None) -> list[tuple[RatioEstimate, str]]:
-    """time(mine) / time(other) at every point (mode x C x grid from ``min_grid`` on, where
-    ``only(n)`` holds) both were timed, judged against ``bound`` as one family."""
+def _mixer_ratios(record: dict[str, Any], mine: str, other: str, bound: float = 1.0, *,
+                  modes: list[str] | None = None, min_grid: int = 0, only=None
+                  ) -> list[tuple[RatioEstimate, str]]:
+    """time(mine) / time(other) at every point (mode x C x grid; the record's modes or
+    ``modes``, grids from ``min_grid`` on where ``only(n)`` holds) both were timed, judged
+    against ``bound`` as one family."""
     index = _mixer_index(record)
     estimates = []
     for (name, dim, n), r in sorted(index.items()):
         if name != mine or n < min_grid or (only and not only(n)):
             continue
-        for mode in record["settings"]["modes"]:
+        for mode in modes or record["settings"]["modes"]:
             e = paired_ratio(f"{mode} C={dim} {n}²", r.get(mode),
                              (index.get((other, dim, n)) or {}).get(mode), bound)
             if e is not None:
@@ -116,9 +114,7 @@ def _dswg_rows(records: Records, slack: float = 1.2) -> list[list[str]]:
         return [[f"{target}, CPU fp32", "not measured", "not measured"]]
     rows = []
     for mode in record["settings"]["modes"]:
-        judged = [j for j in _mixer_ratios(record, "dsm_matmul", "dsm_static", slack)
-                  if j[0].label.startswith(mode + " ")]
-        judged = judge([e for e, _ in judged])  # one family per mode
+        judged = _mixer_ratios(record, "dsm_matmul", "dsm_static", slack, modes=[mode])
         within, above, total = _tally(judged)
         measured = (f"shown within at {within}/{total} points, shown above at {above}, "
                     f"{total - within - above} not resolved")
