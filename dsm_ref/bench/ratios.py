@@ -17,6 +17,7 @@ times and no interval; its points are "not resolved".
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -98,9 +99,5 @@ def judge(estimates: list[RatioEstimate]) -> list[tuple[RatioEstimate, str]]:
         c = adjusted.get(id(e))
         verdict = {"supported": "below", "contradicted": "above"}.get(
             c.verdict(expected_sign=-1) if c else "", "not resolved")
-        verdicts.append((e if c is None else _with(e, c), verdict))
+        verdicts.append((e if c is None else dataclasses.replace(e, comparison=c), verdict))
     return verdicts
-
-
-def _with(e: RatioEstimate, comparison: PairedComparison) -> RatioEstimate:
-    return RatioEstimate(e.label, e.ratio, e.ci95, e.rounds, e.bound, comparison)
