@@ -8,8 +8,8 @@
 # Results go to data/bench/<device>_{dct,mixers,models}.json. Timings on a shared machine are
 # noisy: the load average before and after each suite is stored with its results; run this when
 # `uptime` shows a load well below the number of cores. The arms of each point are timed in many
-# short interleaved rounds (one call each, the order rotated), so that every ratio between arms
-# comes with a paired 95 % interval and test (dsm_ref.bench.ratios).
+# short interleaved rounds (one call each after an untimed one, the order shuffled), so that every
+# ratio between arms comes with a paired 95 % interval and test (dsm_ref.bench.ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}

@@ -309,12 +309,16 @@ def test_gfnet_target_reads_the_default_auto_mixer_when_measured():
                     "1.00–1.00", "met"]
 
 
-def test_round_order_rotates_every_arm_through_every_position():
+def test_round_order_shuffles_every_round_after_the_first():
     from dsm_ref.bench.suites import round_order
 
-    assert round_order(0, 3) == [0, 1, 2]
-    orders = [round_order(r, 3) for r in range(1, 4)]
-    assert sorted(orders) == [[0, 1, 2], [1, 2, 0], [2, 0, 1]]
+    assert round_order(0, 5) == [0, 1, 2, 3, 4]
+    orders = [round_order(r, 5, seed=3) for r in range(1, 9)]
+    assert all(sorted(o) == [0, 1, 2, 3, 4] for o in orders)
+    assert orders == [round_order(r, 5, seed=3) for r in range(1, 9)]  # seeded
+    # a rotation would keep each arm's predecessor; a shuffle gives arm 0 several
+    predecessors = {o[o.index(0) - 1] for o in orders if o.index(0) > 0}
+    assert len(predecessors) > 1
     assert round_order(5, 0) == []
 
 

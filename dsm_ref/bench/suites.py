@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,8 +62,8 @@ MEMORY_LAYOUTS = ("channels_last", "channels_first")
 COUNTED_ROUNDS = ("the median over the rounds after the first (the first warms up) when "
                   "there are several")
 """Which timing round an entry reports (:func:`_summarize_rounds`), as records state it."""
-ROUND_ORDER = ("the arms in the listed order in the first round, rotated by one arm each round "
-               "after")
+ROUND_ORDER = ("the arms in the listed order in the first round, in a seeded random order in "
+               "each later round, each timed call right after one untimed call of the same arm")
 """The order the arms of one point are timed in each round (:func:`round_order`)."""
 
 
@@ -151,13 +152,15 @@ def _release(device: torch.device) -> None:
 # DCT --------------------------------------------------------------------------------------------
 
 
-def round_order(round_index: int, count: int) -> list[int]:
+def round_order(round_index: int, count: int, seed: int = 0) -> list[int]:
     """The order ``count`` arms are timed in round ``round_index``: as listed in the first round
-    (it warms up), then rotated by one arm per round. An arm that always ran right after the
-    same other arm would inherit that arm's cache and allocator state in every round; rotating
-    spreads such position effects over all arms instead of biasing one ratio."""
-    shift = round_index % count if count else 0
-    return [(shift + k) % count for k in range(count)]
+    (it warms up), then a random permutation per round, seeded by ``seed`` and the round. An
+    arm that always ran right after the same other arm would inherit that arm's cache and
+    allocator state in every round (a rotation keeps every arm's predecessor); a new order
+    each round turns such effects into noise that the paired rounds average out."""
+    if round_index == 0:
+        return list(range(count))
+    return random.Random(f"{seed}:{round_index}").sample(range(count), count)
 
 
 def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], rounds: int,
@@ -169,7 +172,7 @@ def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], r
     that runs out of memory is marked skipped in its entry."""
     timings: list[list[Timing]] = [[] for _ in calls]
     for round_index in range(rounds):
-        for i in round_order(round_index, len(calls)):
+        for i in round_order(round_index, len(calls), settings.seed):
             entry, run = calls[i]
             if entry.get("skipped"):
                 continue
@@ -180,7 +183,7 @@ def _time_in_rounds(calls: Sequence[tuple[dict[str, Any], Callable[[], Any]]], r
                         entry["peak_memory_bytes"] = peak_memory_bytes(run, settings.device)
                 else:
                     timings[i].append(time_callable(
-                        run, settings.device, warmup=0, min_reps=settings.min_reps,
+                        run, settings.device, warmup=0, min_reps=settings.min_reps, settle=1,
                         target_time=settings.target_time))
             except RuntimeError as err:
                 if not _is_oom(err):
@@ -199,9 +202,10 @@ def _summarize_rounds(entry: dict[str, Any], measured: list[Timing], floor: dict
     With more than one round the first does not count: it warms up and lets the Timer choose
     each call's block size (100 calls per block for one arm, 1 for the next at the same size),
     and a block of many calls in a row runs warmer than one call between other arms' calls.
-    The later rounds time every arm alike (``min_reps`` single calls, interleaved, the order
-    rotated), so the ratios between arms compare like with like. The median, not the fastest
-    round, is reported: with many short rounds the fastest is a lucky draw."""
+    The later rounds time every arm alike (``min_reps`` single calls after an untimed one,
+    interleaved, in a new order each round), so the ratios between arms compare like with
+    like. The median, not the fastest round, is reported: with many short rounds the fastest
+    is a lucky draw."""
     counted = measured[1:] if len(measured) > 1 else measured
     if len(counted) == 1:
         timing = counted[0]
@@ -585,7 +589,7 @@ def bench_models(
             calls.append((row[mode], size, run))
     timings: list[list[Timing]] = [[] for _ in calls]
     schedule = [(r, k, i) for r in range(rounds)
-                for k, i in enumerate(round_order(r, len(calls)))]
+                for k, i in enumerate(round_order(r, len(calls), settings.seed))]
     for round_index, position, i in _progress(schedule, settings, "models"):
         if position == 0 and round_index > 0:  # one peak measurement per round, the best kept
             peaks = _best_peaks(peaks, measure_peaks(device, settings.dtype, quick=settings.quick))
@@ -601,7 +605,7 @@ def bench_models(
                 timings[i].append(settings.timing(run))
                 entry["peak_memory_bytes"] = peak_memory_bytes(run, device)
             else:  # already warm: min_reps calls, so rounds interleave call by call
-                timings[i].append(time_callable(run, device, warmup=0,
+                timings[i].append(time_callable(run, device, warmup=0, settle=1,
                                                 min_reps=settings.min_reps))
         except RuntimeError as err:
             if not _is_oom(err):

@@ -97,6 +97,7 @@ def time_callable(
     warmup: int = 2,
     min_reps: int = 3,
     target_time: float = 0.5,
+    settle: int = 0,
 ) -> Timing:
     """Times ``fn()``: ``warmup`` untimed calls (the first one timed on its own, as
     ``first_call_s``), then :meth:`torch.utils.benchmark.Timer.blocked_autorange` for about
@@ -104,10 +105,14 @@ def time_callable(
     block, so that its own overhead is negligible (it warms up while doing so).
 
     ``warmup=0`` (an already warm ``fn``, e.g. a later round of interleaved timings) times
-    exactly ``min_reps`` single calls: the Timer always adds warm-up calls of its own, which
-    would multiply the cost of each round."""
+    exactly ``min_reps`` single calls after ``settle`` untimed ones: the Timer always adds
+    warm-up calls of its own, which would multiply the cost of each round. An untimed call
+    right before lets the timed one find caches and allocator in ``fn``'s own state, not in the
+    state the previous call (another arm) left."""
     device = torch.device(device)
     if warmup <= 0:
+        for _ in range(settle):
+            _stopwatch(fn, device)
         times = [_stopwatch(fn, device) for _ in range(max(1, min_reps))]
         return Timing.from_times(times, inner=1, first_call_s=None)
     first = estimate = _stopwatch(fn, device)
