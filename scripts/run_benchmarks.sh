@@ -23,10 +23,10 @@ start=$(date +%s)
 if [ "$DEVICE" = cpu ]; then
     # up to 1024 per side: where scipy's DCT and the FFT path overtake the matmul (dct.AUTO_CROSSOVER)
     "$PYTHON" -m dsm_ref bench dct --device cpu "${THREAD_ARGS[@]}" --target-time 0.2 \
-        --min-reps 1 --rounds 11 --sizes 7 14 28 56 112 224 320 448 640 768 1024 --json "$OUT/cpu_dct.json"
+        --min-reps 1 --rounds 9 --sizes 7 14 28 56 112 224 320 448 640 768 1024 --json "$OUT/cpu_dct.json"
     # the default DSM mixer also compiled, interleaved with the eager arms (+10-15 min)
     "$PYTHON" -m dsm_ref bench mixers --device cpu "${THREAD_ARGS[@]}" --tokens 6272 \
-        --target-time 0.1 --min-reps 1 --rounds 16 --warmup 1 --max-call-time 1.0 --compile both \
+        --target-time 0.1 --min-reps 1 --rounds 9 --warmup 1 --max-call-time 1.0 --compile both \
         --compile-mixers dsm_matmul --json "$OUT/cpu_mixers.json"
     "$PYTHON" -m dsm_ref bench models --device cpu "${THREAD_ARGS[@]}" --batch 16 \
         --train-batch 8 --target-time 0.3 --warmup 1 --min-reps 1 --rounds 9 --compile both \
