@@ -69,14 +69,14 @@ METHODS = ("auto", "matmul", "fft", "scipy")
 # least ``size`` take ``method``, smaller ones the matmul; ``None``: always the matmul. Measured
 # on CPU, fp32, one thread, 64 channels (data/bench/cpu_dct.json, made by
 # `python -m dsm_ref bench dct --device cpu --threads 1 --sizes 7 14 28 56 112 224 320 448 640
-# 768 1024 --target-time 0.2 --min-reps 1 --rounds 11`), time over the matmul's (geometric mean
-# of 10 paired rounds), channels-last (channels-first): scipy 2.25 (1.72) at 56, 1.48 (1.24) at
-# 112, 1.07 (0.73) at 224, 0.83 (0.60) at 320, 0.54 (0.51) at 1024; our FFT path 2.8 (1.18) at
-# 224, 1.8 (0.89) at 448, 1.5 (0.54) at 1024. The matmul's 2N multiply-adds per value run near
+# 768 1024 --target-time 0.2 --min-reps 1 --rounds 9`), time over the matmul's (geometric mean
+# of 8 paired rounds), channels-last (channels-first): scipy 2.7 (1.8) at 56, 1.64 (1.14) at
+# 112, 0.97 (0.64) at 224, 0.91 (0.49) at 320, 0.23 (0.18) at 1024; our FFT path 3.7 (1.46) at
+# 224, 1.9 (1.01) at 448, 1.7 (0.60) at 1024. The matmul's 2N multiply-adds per value run near
 # the machine's matmul peak; pocketfft's native DCT (scipy) crosses it at 224 (level
 # channels-last, faster channels-first) and wins beyond; our FFT path, whose log2 N work is
 # spread over memory-bound passes (reorders, twiddles, layout changes), crosses it near 320
-# channels-first and not below 1024 channels-last, and takes 2.2-3.5x (3.5-6.0x) the time of
+# channels-first and not below 1024 channels-last, and takes 1.9-3.8x (3.9-9.2x) the time of
 # GFNet's rfft2 of the same tensor. No crossover is measured on CUDA yet (scripts/gpu_check.sh
 # measures it), so CUDA keeps the matmul.
 AUTO_CROSSOVER: dict[str, tuple[int, str] | None] = {"cpu": (224, "scipy"), "cuda": None}
