@@ -56,7 +56,9 @@ def _machine_line(record: dict[str, Any]) -> str:
             f"scipy {m['scipy']}, numpy {m['numpy']}, python {m['python']}; "
             f"{record['settings']['precision']}; load average (1/5/15 min) before "
             f"{m.get('load_average')}, after {m.get('load_average_after')}; "
-            f"git {_git_text(m.get('git'))}; {record['created']}")
+            f"git {_git_text(m.get('git'))}; {record['created']}"
+            + ("; **incomplete run**: stopped before every point of its settings was measured"
+               if record.get("complete") is False else ""))
 
 
 def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
