@@ -18,7 +18,7 @@ from typing import Any
 
 from .ratios import paired_ratio
 from .records import COMPILED_SUFFIX, upgrade_record
-from .targets import speed_targets
+from .targets import mixer_index, speed_targets
 
 __all__ = ["render_report"]
 
@@ -61,15 +61,10 @@ def _machine_line(record: dict[str, Any]) -> str:
                if record.get("complete") is False else ""))
 
 
-def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
-    return {(r["mixer"], r["dim"], r["grid"][0]): r for r in record["results"]
-            if not r.get("skipped")}
-
-
 def _ratio_line(record: dict[str, Any], mine: str, other: str, mode: str) -> str:
     """Per grid: median over C of time(other) / time(mine), with the range; each point's ratio
     is the geometric mean of its paired per-round ratios (:func:`.ratios.paired_ratio`)."""
-    index = _mixer_index(record)
+    index = mixer_index(record)
     parts = []
     for n in record["settings"]["grids"]:
         ratios = []
@@ -139,7 +134,7 @@ def _dct_section(record: dict[str, Any]) -> list[str]:
 
 def _mixer_section(record: dict[str, Any]) -> list[str]:
     s = record["settings"]
-    index = _mixer_index(record)
+    index = mixer_index(record)
     grids, dims, mixers = s["grids"], s["dims"], s["mixers"]
     out = ["## Token mixers", ""]
     out.append(

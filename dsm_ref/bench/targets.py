@@ -12,7 +12,7 @@ from typing import Any
 from ..stats import adjust_family
 from .ratios import RatioEstimate, counted_rounds, judge, paired_ratio
 
-__all__ = ["speed_targets"]
+__all__ = ["mixer_index", "speed_targets"]
 
 Records = dict[tuple[str, str], dict[str, Any]]
 
@@ -27,7 +27,7 @@ def _status(won: int, total: int, lost: int = 0) -> str:
     return "not met" if lost else "not shown"
 
 
-def _mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
+def mixer_index(record: dict[str, Any]) -> dict[tuple[str, int, int], dict[str, Any]]:
     """A mixers record's measured rows by ``(mixer, C, grid side)``."""
     return {(r["mixer"], r["dim"], r["grid"][0]): r for r in record["results"]
             if not r.get("skipped")}
@@ -39,7 +39,7 @@ def _mixer_ratios(record: dict[str, Any], mine: str, other: str, bound: float = 
     """time(mine) / time(other) at every point (mode x C x grid; the record's modes or
     ``modes``, grids from ``min_grid`` on where ``only(n)`` holds) both were timed, judged
     against ``bound`` as one family."""
-    index = _mixer_index(record)
+    index = mixer_index(record)
     estimates = []
     for (name, dim, n), r in sorted(index.items()):
         if name != mine or n < min_grid or (only and not only(n)):
