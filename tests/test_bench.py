@@ -620,3 +620,79 @@ def test_each_size_compiles_from_a_fresh_cache(monkeypatch):
     bench.bench_mixers(dims=(8,), grids=(7, 14), tokens=196, mixers=("dsm_static",),
                        modes=("inference",), settings=settings)
     assert resets == []  # nothing compiled, nothing to reset
+
+
+def _quick_mixers(tmp_path, grids, **kwargs):
+    settings = bench.Settings(target_time=0.001, progress=False, quick=True, min_reps=1)
+    return bench.bench_mixers(dims=(8,), grids=grids, tokens=196,
+                              mixers=("dsm_static", "gfnet"), modes=("inference",),
+                              settings=settings, json_path=tmp_path / "mixers.json", **kwargs)
+
+
+def test_a_resumed_run_keeps_complete_groups_and_measures_the_rest(tmp_path, monkeypatch):
+    """A run killed after its first group is continued: the stored group is kept as it was,
+    only the missing ones are timed, and the record says where the kept group came from."""
+    _quick_mixers(tmp_path, (7,))
+    stored = json.loads((tmp_path / "mixers.json").read_text())
+    stored["settings"]["grids"] = [7, 14]  # as if it had been asked for both and stopped
+    timed = []
+    real = bench.suites._time_in_rounds
+    monkeypatch.setattr(bench.suites, "_time_in_rounds",
+                        lambda calls, *a, **k: timed.append(len(calls)) or real(calls, *a, **k))
+    resumed = _quick_mixers(tmp_path, (7, 14), resume=stored)
+    assert timed == [2]  # one group of two arms: 14x14 only
+    assert [r["grid"][0] for r in resumed["results"]] == [7, 7, 14, 14]
+    kept = resumed["results"][:2]
+    assert [r["inference"]["rounds"] for r in kept] == [
+        r["inference"]["rounds"] for r in stored["results"]]
+    assert all("ms_per_image" in r["inference"] for r in resumed["results"])
+    assert resumed["resumed_from"]["groups"] == 1
+    assert resumed["resumed_from"]["created"] == stored["created"]
+
+
+def test_a_group_the_time_budget_cut_is_measured_again(tmp_path):
+    stored = {"results": [{"grid": [7, 7], "dim": 8, "mixer": "a", "inference": {"x": 1}},
+                          {"grid": [14, 14], "dim": 8, "mixer": "a",
+                           "inference": {"skipped": "time budget"}},
+                          {"grid": [14, 14], "dim": 8, "mixer": "b", "skipped": "time budget"}]}
+    groups = bench.resume.stored_groups(stored, lambda row: (row["grid"][0], row["dim"]))
+    assert list(groups) == [(7, 8)]
+
+
+def test_resume_refuses_another_measurement(tmp_path):
+    """Another setting, other timed code or an unknown code state: a clear error, no mix."""
+    record = {"suite": "mixers", "settings": {"rounds": 9, "time_budget": None},
+              "code_fingerprint": "abc"}
+    same = {**record, "settings": {"rounds": 9, "time_budget": 60.0}}
+    bench.resume.check_resumable(same, record)  # the time budget may differ
+    with pytest.raises(ValueError, match="rounds: stored 5, now 9"):
+        bench.resume.check_resumable({**record, "settings": {"rounds": 5}}, record)
+    with pytest.raises(ValueError, match="'dct' run"):
+        bench.resume.check_resumable({**record, "suite": "dct"}, record)
+    with pytest.raises(ValueError, match="timed code changed"):
+        bench.resume.check_resumable({**record, "code_fingerprint": "def"}, record)
+    dirty = {"suite": "mixers", "settings": record["settings"],
+             "machine": {"git": {"commit": "0" * 40, "dirty": True}}}
+    with pytest.raises(ValueError, match="no code fingerprint"):
+        bench.resume.check_resumable(dirty, record)
+
+
+def test_the_code_fingerprint_ignores_comments_not_code():
+    tree = bench.resume._tree_text
+    assert tree("x = 1  # one\n", None) == tree("x = 1\n", None)
+    assert tree("x = 1\n", None) != tree("x = 2\n", None)
+    source = "def a():\n    return 1\n\ndef b():\n    return 2\n"
+    assert tree(source, ("a",)) == tree(source.replace("return 2", "return 3"), ("a",))
+    with pytest.raises(ValueError, match="not found"):
+        tree(source, ("c",))
+    assert len(bench.resume.code_fingerprint()) == 16
+
+
+def test_cli_resume_needs_the_stored_file(tmp_path, capsys):
+    assert main(["bench", "mixers", "--quick", "--resume", "--no-progress"]) == 2
+    assert "give --json" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["bench", "mixers", "--quick", "--resume", "--json", str(bad),
+                 "--no-progress"]) == 2
+    assert "not a readable benchmark record" in capsys.readouterr().err

@@ -20,6 +20,8 @@ Modules, one job each:
   peaks and the floors.
 - :mod:`.suites`: the DCT, mixers and models suites.
 - :mod:`.records`: the record: conventions, precision names, provenance, writing, reading.
+- :mod:`.resume`: whether a stored run that stopped early may be continued (``--resume``): same
+  settings, same timed code (a fingerprint of its syntax trees).
 - :mod:`.ratios`: ratios between arms timed in the same rounds, paired round by round, with
   their intervals and tests.
 - :mod:`.targets`: the speed targets, checked on the records.
@@ -49,6 +51,7 @@ from .records import (
     upgrade_record,
 )
 from .report import render_report
+from .resume import check_resumable, code_fingerprint
 from .suites import (
     DCT_ARMS,
     DCT_METHODS,
@@ -112,4 +115,6 @@ __all__ = [
     "judge",
     "load_records",
     "upgrade_record",
+    "check_resumable",
+    "code_fingerprint",
 ]

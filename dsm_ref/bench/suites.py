@@ -29,6 +29,7 @@ from ..dct import dct2
 from ..flops import count_flops, count_params
 from .arms import MIXERS, build_model, mixer_arms, mixer_flops, model_flops
 from .records import COMPILED_SUFFIX, _load_average, new_record, precision_name, save_record
+from .resume import check_resumable, code_fingerprint, stored_groups
 from .timing import (
     Timing,
     _best_peaks,
@@ -123,7 +124,24 @@ def _progress(items: Sequence[Any], settings: Settings, desc: str) -> Iterable[A
 
 def _new_record(suite: str, settings: Settings, options: dict[str, Any],
                 command: str | None) -> dict[str, Any]:
-    return new_record(suite, settings.device, {**settings.describe(), **options}, command)
+    record = new_record(suite, settings.device, {**settings.describe(), **options}, command)
+    record["code_fingerprint"] = code_fingerprint()
+    return record
+
+
+def _resumed_groups(record: dict[str, Any], resume: dict[str, Any] | None,
+                    key: Callable[[dict[str, Any]], Any], peaks: dict[str, Any]
+                    ) -> tuple[dict[Any, list[dict[str, Any]]], dict[str, Any]]:
+    """The groups of a stored record ``resume`` that this run keeps (:mod:`.resume`; a
+    ``ValueError`` when it may not continue it) and the peaks, the best of both runs. The
+    record notes where the kept groups came from."""
+    if resume is None:
+        return {}, peaks
+    check_resumable(resume, record)
+    kept = stored_groups(resume, key)
+    record["resumed_from"] = dict(created=resume.get("created"), command=resume.get("command"),
+                                  machine=resume.get("machine"), groups=len(kept))
+    return kept, _best_peaks(peaks, resume["peaks"]) if resume.get("peaks") else peaks
 
 
 def _finish(record: dict[str, Any], peaks: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -236,6 +254,7 @@ def bench_dct(
     settings: Settings | None = None,
     json_path: str | Path | None = None,
     command: str | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """2D DCT-II of ``(B, N, N, C)`` (channels-last, dims 1, 2) or ``(B, C, N, N)`` blocks:
     ``dsm_ref``'s matmul and FFT (Makhoul) paths and ``scipy.fft.dctn`` (CPU, as many workers
@@ -245,7 +264,10 @@ def bench_dct(
     relative to ``max |X|`` (``None`` for ``"rfft2"``, which computes another transform).
 
     The methods of one ``(N, layout)`` transform the same input and are timed in turn,
-    ``rounds`` times; each reports the median over its counted rounds and every round's median."""
+    ``rounds`` times; each reports the median over its counted rounds and every round's median.
+    ``resume``: a stored record of a run with the same settings and timed code that stopped
+    early; its complete ``(N, layout)`` groups are kept, the others measured (:mod:`.resume`).
+    """
     import scipy.fft
 
     settings = settings or Settings()
@@ -254,12 +276,17 @@ def bench_dct(
                                                methods=list(methods), rounds=rounds),
                          command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
+    kept, peaks = _resumed_groups(record, resume, lambda row: (row["n"], row["layout"]), peaks)
     budget = _TimingBudget(settings.time_budget)
     generator = torch.Generator().manual_seed(settings.seed)
     groups = [(n, layout) for n in sizes for layout in layouts]
     workers = torch.get_num_threads()
     itemsize = torch.empty((), dtype=settings.dtype).element_size()
     for n, layout in _progress(groups, settings, "dct"):
+        stored = kept.get((n, layout))
+        if stored is not None and [row["method"] for row in stored] == list(methods):
+            record["results"].extend(stored)
+            continue
         batch = max(1, tokens // (n * n))
         shape = (batch, n, n, channels) if layout == "channels_last" else (batch, channels, n, n)
         dims = (1, 2) if layout == "channels_last" else (2, 3)
@@ -352,6 +379,7 @@ def bench_mixers(
     settings: Settings | None = None,
     json_path: str | Path | None = None,
     command: str | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every mixer at every ``C`` in ``dims`` and ``N x N`` grid in ``grids``, with the batch
     ``B = max(1, tokens // N**2)`` (times are also reported per image). ``inference``: forward
@@ -363,14 +391,16 @@ def bench_mixers(
     tokens, fitted over the grids with at least ``fit_min_tokens`` tokens.
 
     The mixers of one ``(C, N)`` are timed in turn, ``rounds`` times (the first round with
-    warm-up and adaptive repetitions, the others without warm-up); each reports its fastest
-    round and every round's median, so the ratios between mixers at one size are measured
-    under the same conditions.
+    warm-up and adaptive repetitions, the others one settled call each, in a shuffled order);
+    each reports the median over its counted rounds and every round's median, so the ratios
+    between mixers at one size are measured under the same conditions.
 
     ``compile_modes``: ``(False,)`` eager, ``(True,)`` ``torch.compile`` (default options),
     ``(False, True)`` both, interleaved in the same rounds; a compiled mixer's rows are labelled
     ``<label>+compile`` (its compile time is in the first round's ``first_call_s``).
     ``compile_mixers``: compile only these labels (default: all).
+    ``resume``: a stored record of a run with the same settings and timed code that stopped
+    early; its complete ``(N, C)`` groups are kept, the others measured (:mod:`.resume`).
     """
     settings = settings or Settings()
     unknown = sorted(set(mixers) - set(MIXERS))
@@ -383,6 +413,8 @@ def bench_mixers(
         max_call_time=max_call_time,
         fit_min_tokens=fit_min_tokens, rounds=rounds), command)
     peaks = measure_peaks(settings.device, settings.dtype, quick=settings.quick)
+    kept, peaks = _resumed_groups(record, resume, lambda row: (row["grid"][0], row["dim"]),
+                                  peaks)
     budget = _TimingBudget(settings.time_budget)
     device, dtype = settings.device, settings.dtype
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -392,6 +424,11 @@ def bench_mixers(
         calls: list[tuple[dict[str, Any], Callable[[], Any], float]] = []  # (entry, run, bytes)
         points = [(name, c) for name in mixers for c in compile_modes
                   if not c or compile_mixers is None or name in compile_mixers]
+        stored = kept.get((n, dim))
+        if stored is not None and [row["mixer"] for row in stored] == [
+                f"{name}{COMPILED_SUFFIX}" if c else name for name, c in points]:
+            record["results"].extend(stored)
+            continue
         if any(c for _, c in points):
             # Every mixer instance of a class shares one compiled frame (its forward), and each
             # new shape or grad mode recompiles it: past torch._dynamo's recompile limit (8) the

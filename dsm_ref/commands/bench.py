@@ -46,6 +46,8 @@ def _precision(text: str) -> str:
 
 
 _COMPILE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+_RESUME_HELP = ("continue the run stored in --json (same settings and timed code): keep its "
+                "complete groups, measure the rest; a new run when the file does not exist")
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +82,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                      help="DCT paths, and rfft2: GFNet's forward FFT of the same tensor")
     dct.add_argument("--rounds", type=int, default=None,
                      help="interleaved timing rounds over the methods of each size (default 1)")
+    dct.add_argument("--resume", action="store_true", help=_RESUME_HELP)
 
     mix = suites.add_parser("mixers", parents=[common], help="token mixers vs tokens and C")
     mix.add_argument("--mixers", nargs="+", choices=list(MIXERS), default=list(MIXERS))
@@ -98,6 +101,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--fit-min-tokens", type=int, default=784)
     mix.add_argument("--rounds", type=int, default=None,
                      help="interleaved timing rounds over the mixers of each size (default 1)")
+    mix.add_argument("--resume", action="store_true", help=_RESUME_HELP)
 
     mod = suites.add_parser("models", parents=[common], help="whole models at 224")
     mod.add_argument("--models", nargs="+", default=None,
@@ -207,6 +211,22 @@ def _summary(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stored_run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The record ``--resume`` continues: ``--json``'s, ``None`` without ``--resume`` or when
+    the file does not exist yet (``ValueError`` when it cannot be read)."""
+    if not getattr(args, "resume", False):
+        return None
+    if args.json is None:
+        raise ValueError("--resume continues the run stored in --json; give --json")
+    if not args.json.exists():
+        print(f"{args.json} does not exist yet: starting a new run", file=sys.stderr)
+        return None
+    try:
+        return load_records([args.json])[0]
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{args.json} is not a readable benchmark record ({err})") from None
+
+
 def cli_main(args: argparse.Namespace) -> int:
     """Runs one suite (or the report) from parsed ``bench`` arguments."""
     if args.suite == "report":
@@ -225,12 +245,17 @@ def cli_main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     settings = _settings(args)
     command = _command_line(args)
+    try:
+        resume = _stored_run(args)
+    except ValueError as err:
+        print(f"cannot resume: {err}", file=sys.stderr)
+        return 2
     if args.suite == "dct":
         record = bench_dct(
             _pick(args, "sizes", (7, 14, 28, 56, 112)), channels=_pick(args, "channels", 64),
             tokens=_pick(args, "tokens", 32768), layouts=args.layouts, methods=args.methods,
             rounds=_pick(args, "rounds", 1), settings=settings, json_path=args.json,
-            command=command)
+            command=command, resume=resume)
     elif args.suite == "mixers":
         record = bench_mixers(
             args.mixers, _pick(args, "dims", (64, 128, 256, 512)),
@@ -238,7 +263,7 @@ def cli_main(args: argparse.Namespace) -> int:
             modes=args.modes, compile_modes=_COMPILE_MODES[args.compile],
             compile_mixers=args.compile_mixers, max_call_time=args.max_call_time,
             fit_min_tokens=args.fit_min_tokens, rounds=_pick(args, "rounds", 1),
-            settings=settings, json_path=args.json, command=command)
+            settings=settings, json_path=args.json, command=command, resume=resume)
     else:
         compile_flag = args.compile or ("both" if settings.device.type == "cuda" else "off")
         compile_modes = _COMPILE_MODES[compile_flag]
