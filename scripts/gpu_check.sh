@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, for a session that has a CUDA device: the CUDA tests, then the benchmarks on
 # cuda in bf16 (models also under torch.compile), then BENCHMARKS.md regenerated with the GPU
-# numbers beside the stored CPU ones. Finishes in about 5 minutes: every benchmark has a time
+# numbers beside the stored CPU ones. Finishes in about 6 minutes: every benchmark has a time
 # budget (points not started by then are marked "time budget" in its JSON, which is written
 # after every point) and every step a hard timeout; a failed step does not stop the others, but
 # the script then exits non-zero.
@@ -33,6 +33,9 @@ run "DCT, fp32, matmul vs FFT" 45 "$PYTHON" -m dsm_ref bench dct --device cuda -
 run "mixers, bf16" 60 "$PYTHON" -m dsm_ref bench mixers --device cuda --dtype bfloat16 \
     --target-time 0.03 --max-call-time 0.5 --min-reps 1 --rounds 6 --time-budget 45 \
     --no-progress --json "$OUT/cuda_mixers.json"
+run "mixers at the models' stage shapes, bf16" 30 "$PYTHON" -m dsm_ref bench stages \
+    --device cuda --dtype bfloat16 --target-time 0.03 --min-reps 1 --rounds 6 --time-budget 20 \
+    --no-progress --json "$OUT/cuda_stages.json"
 run "models, bf16, eager and compiled (dsm_s, swin_t)" 110 "$PYTHON" -m dsm_ref bench models \
     --device cuda --dtype bfloat16 --batch 128 --train-batch 64 --target-time 0.2 \
     --compile both --compile-models dsm_s swin_t --rounds 2 --time-budget 85 --no-progress \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suites on one device and regenerates BENCHMARKS.md from every stored result.
 #
-#   scripts/run_benchmarks.sh            # CPU, fp32: ~65 min on 2 cores (with torch.compile)
+#   scripts/run_benchmarks.sh            # CPU, fp32: ~2 h on 2 cores (with torch.compile)
 #   THREADS=1 scripts/run_benchmarks.sh  # one intra-op thread (steadier when others load the CPU)
 #   scripts/run_benchmarks.sh cuda       # CUDA, bf16 autocast, models with and without compile
 #
@@ -28,6 +28,9 @@ if [ "$DEVICE" = cpu ]; then
     "$PYTHON" -m dsm_ref bench mixers --device cpu "${THREAD_ARGS[@]}" --tokens 6272 \
         --target-time 0.1 --min-reps 1 --rounds 9 --warmup 1 --max-call-time 1.0 --compile both \
         --compile-mixers dsm_matmul --json "$OUT/cpu_mixers.json"
+    # the DSWG's cost and GFNet's filter at the shapes dsm_s (and dsm_t at 448 px) run (~15 min)
+    "$PYTHON" -m dsm_ref bench stages --device cpu "${THREAD_ARGS[@]}" --target-time 0.1 \
+        --min-reps 1 --rounds 13 --warmup 1 --json "$OUT/cpu_stages.json"
     "$PYTHON" -m dsm_ref bench models --device cpu "${THREAD_ARGS[@]}" --batch 16 \
         --train-batch 8 --target-time 0.3 --warmup 1 --min-reps 1 --rounds 9 --compile both \
         --compile-models dsm_s --json "$OUT/cpu_models.json"
@@ -36,6 +39,8 @@ else
         --json "$OUT/cuda_dct.json"
     "$PYTHON" -m dsm_ref bench mixers --device "$DEVICE" --dtype bfloat16 --max-call-time 0.5 \
         --min-reps 1 --rounds 11 --json "$OUT/cuda_mixers.json"
+    "$PYTHON" -m dsm_ref bench stages --device "$DEVICE" --dtype bfloat16 --min-reps 1 \
+        --rounds 11 --json "$OUT/cuda_stages.json"
     "$PYTHON" -m dsm_ref bench models --device "$DEVICE" --dtype bfloat16 --batch 128 \
         --train-batch 64 --compile both --min-reps 1 --rounds 5 --json "$OUT/cuda_models.json"
 fi

@@ -256,7 +256,7 @@ def test_dswg_overhead_target_compares_each_point_with_the_static_twin():
     record = {"settings": {"mixers": ["dsm_matmul", "dsm_static", "gfnet"],
                            "modes": ["inference", "train"]}, "results": results}
     rows = [row for row in speed_targets({("mixers", "cpu"): record}, str)
-            if row[0].startswith("DSWG adds")]
+            if row[0].startswith("DSWG adds") and "stage shapes" not in row[0]]
     assert [row[0].split(", ")[1] for row in rows] == ["inference", "train"]
     # the same noise in both arms: the per-round ratios are exact, 1.0 and 1.3
     assert rows[0][1].startswith("shown within at 1/2 points, shown above at 1, 0 not resolved "
@@ -277,8 +277,9 @@ def test_a_target_no_round_can_resolve_is_not_shown():
                 "inference": _timed(1.0, noisy)}]
     record = {"settings": {"mixers": ["dsm_matmul", "dsm_static"], "modes": ["inference"]},
               "results": results}
-    (row,) = [r for r in speed_targets({("mixers", "cpu"): record}, str)
-              if r[0].startswith("DSWG adds")]
+    (row, stages) = [r for r in speed_targets({("mixers", "cpu"): record}, str)
+                     if r[0].startswith("DSWG adds")]
+    assert "stage shapes" in stages[0] and stages[2] == "not measured"  # no stages record
     assert row[1].startswith("shown within at 0/1 points, shown above at 0, 1 not resolved")
     assert row[2] == "not shown"
 
@@ -696,3 +697,39 @@ def test_cli_resume_needs_the_stored_file(tmp_path, capsys):
     assert main(["bench", "mixers", "--quick", "--resume", "--json", str(bad),
                  "--no-progress"]) == 2
     assert "not a readable benchmark record" in capsys.readouterr().err
+
+
+def test_the_report_says_which_groups_a_resumed_run_kept():
+    record = {"resumed_from": {"groups": 19, "created": "2026-12-03T13:34:30+00:00",
+                               "machine": {"git": {"commit": "dc1c3678", "dirty": False}}},
+              "code_fingerprint": "8040131db0dfec7a"}
+    text = bench.report._resumed_text(record)
+    assert "19 group(s) of arms kept from the run of 2026-12-03T13:34:30+00:00" in text
+    assert "git dc1c367" in text and "8040131db0dfec7a" in text
+    assert bench.report._resumed_text({}) == ""
+
+
+def test_stage_shapes_come_from_the_models():
+    assert bench.arms.stage_shapes("dsm_s", 224) == [(56, 96), (28, 192), (14, 384), (7, 768)]
+    assert bench.arms.stage_shapes("dsm_t", 448, 1) == [(112, 64)]
+
+
+def test_stages_suite_times_the_arms_at_the_stage_shapes_and_reports_them(tmp_path, capsys):
+    path = tmp_path / "stages.json"
+    assert main(["bench", "stages", "--quick", "--rounds", "3", "--no-progress",
+                 "--json", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert record["suite"] == "stages" and record["complete"]
+    assert record["settings"]["shapes"] == [[16, 32], [8, 64]]  # dsm_micro's stages at 32 px
+    assert record["settings"]["stages"] == [["dsm_micro", 32, 2]]
+    assert {r["batch"] for r in record["results"]} == {2}
+    assert {r["mixer"] for r in record["results"]} == set(bench.STAGE_ARMS)
+    text = bench.render_report([record])
+    assert "## Token mixers at the models' stage shapes" in text
+    assert "| 16² x 32 | inference |" in text
+    assert ("DSWG adds at most 20% to the static mixer's time at the models' stage shapes "
+            "(dsm_micro's first 2 stages at 32 px; batch 2), train, CPU fp32") in text
+    assert "faster than GFNet filter at the models' stage shapes" in text
+    with pytest.raises(SystemExit):
+        main(["bench", "stages", "--quick", "--stages", "dsm_s"])
+    assert "MODEL:IMG_SIZE" in capsys.readouterr().err

@@ -31,6 +31,7 @@ __all__ = [
     "mixer_flops",
     "build_model",
     "model_flops",
+    "stage_shapes",
 ]
 
 
@@ -153,3 +154,13 @@ def model_flops(name: str, img_size: int = 224, train: bool = False) -> FlopCoun
     """FLOPs of one image through model ``name`` (see :func:`build_model`): forward, plus the
     loss and backward when ``train``. Counted on ``meta`` tensors: nothing is computed."""
     return image_model_flops(lambda: build_model(name, img_size), img_size, train)
+
+
+def stage_shapes(name: str, img_size: int, stages: int | None = None) -> list[tuple[int, int]]:
+    """``(N, C)`` of the token mixer in each of the first ``stages`` stages (all when ``None``)
+    of DSM variant ``name`` at ``img_size``: an ``N x N`` grid of ``C`` channels, read from the
+    model's ``feature_info`` (built on ``meta`` tensors: nothing is allocated)."""
+    with torch.device("meta"):
+        model = create_model(name, img_size=img_size)
+    info = model.feature_info[:stages]
+    return [(img_size // stage["reduction"], stage["num_chs"]) for stage in info]

@@ -216,8 +216,8 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
 
 def load_records(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Reads ``bench`` JSON files (globs allowed), upgraded to the current schema, in the order
-    dct, mixers, models."""
+    dct, mixers, stages, models."""
     files = sorted({Path(p) for pattern in paths for p in (glob.glob(str(pattern)) or [pattern])})
     records = [upgrade_record(json.loads(Path(f).read_text())) for f in files]
-    order = {"dct": 0, "mixers": 1, "models": 2}
+    order = {"dct": 0, "mixers": 1, "stages": 2, "models": 3}
     return sorted(records, key=lambda r: (r["settings"]["device"], order.get(r["suite"], 9)))

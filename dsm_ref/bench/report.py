@@ -18,7 +18,7 @@ from typing import Any
 
 from .ratios import paired_ratio
 from .records import COMPILED_SUFFIX, upgrade_record
-from .targets import mixer_index, speed_targets
+from .targets import mixer_index, speed_targets, stages_text
 
 __all__ = ["render_report"]
 
@@ -58,7 +58,18 @@ def _machine_line(record: dict[str, Any]) -> str:
             f"{m.get('load_average')}, after {m.get('load_average_after')}; "
             f"git {_git_text(m.get('git'))}; {record['created']}"
             + ("; **incomplete run**: stopped before every point of its settings was measured"
-               if record.get("complete") is False else ""))
+               if record.get("complete") is False else "") + _resumed_text(record))
+
+
+def _resumed_text(record: dict[str, Any]) -> str:
+    """Where a run continued by ``--resume`` got its kept groups from (empty otherwise)."""
+    earlier = record.get("resumed_from")
+    if not earlier:
+        return ""
+    git = (earlier.get("machine") or {}).get("git")
+    return (f"; continued with `--resume`: {earlier['groups']} group(s) of arms kept from the "
+            f"run of {earlier['created']} (git {_git_text(git)}, same settings and timed code "
+            f"{record.get('code_fingerprint')}), the others measured in this run")
 
 
 def _ratio_line(record: dict[str, Any], mine: str, other: str, mode: str) -> str:
@@ -128,6 +139,43 @@ def _dct_section(record: dict[str, Any]) -> list[str]:
         ])
     out.append(_table(["N x N", "layout", "method", "ms / call", "MFLOP", "rel. error",
                        "x floor", "note"], rows))
+    out.append("")
+    return out
+
+
+def _stage_section(record: dict[str, Any]) -> list[str]:
+    """The mixers at the models' stage shapes: ms per call of each arm, and the two ratios
+    that matter there (the DSWG's cost over the static twin, GFNet's time over the default
+    mixer's), paired over rounds, with their 95 % intervals."""
+    s = record["settings"]
+    index = mixer_index(record)
+    mixers = s["mixers"]
+    out = ["## Token mixers at the models' stage shapes", ""]
+    out.append(
+        f"The shapes ({stages_text(record)}) at which the models run their mixers, input "
+        "`(B, N, N, C)` channels-last; ms per call. The mixers of one shape were timed in turn, "
+        f"{s.get('rounds', 1)} round(s){_order_text(s)}; each time reports "
+        f"{s.get('counted_rounds', 'the median of its fastest round')}. The ratios pair the "
+        "rounds (geometric mean of the per-round ratios, 95 % t-interval).")
+    ratio_columns = [(mine, other) for mine, other in (("dsm_matmul", "dsm_static"),
+                                                       ("gfnet", "dsm_auto"),
+                                                       ("dsm_auto", "dsm_matmul"))
+                     if {mine, other} <= set(mixers)]
+    rows = []
+    for n, dim in s.get("shapes", []):
+        for mode in s["modes"]:
+            cells = []
+            for name in mixers:
+                entry = (index.get((name, dim, n)) or {}).get(mode) or {}
+                cells.append(_fmt(entry["time"]["median_s"] * 1e3) if "time" in entry else "-")
+            for mine, other in ratio_columns:
+                estimate = paired_ratio("", (index.get((mine, dim, n)) or {}).get(mode),
+                                        (index.get((other, dim, n)) or {}).get(mode))
+                cells.append("-" if estimate is None else
+                             f"{estimate.ratio:.2f} ({estimate.interval_text})")
+            rows.append([f"{n}² x {dim}", mode, *cells])
+    out.append(_table(["N² x C", "mode", *mixers,
+                       *[f"{mine} / {other}" for mine, other in ratio_columns]], rows))
     out.append("")
     return out
 
@@ -387,7 +435,7 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
     out += _arms_section(by_key)
     out += _graph_break_section(by_key)
     for suite, section in (("dct", _dct_section), ("mixers", _mixer_section),
-                           ("models", _model_section)):
+                           ("stages", _stage_section), ("models", _model_section)):
         for (s, device), r in sorted(by_key.items()):
             if s == suite:
                 lines = section(r)

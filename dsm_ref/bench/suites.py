@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..dct import dct2
 from ..flops import count_flops, count_params
-from .arms import MIXERS, build_model, mixer_arms, mixer_flops, model_flops
+from .arms import MIXERS, build_model, mixer_arms, mixer_flops, model_flops, stage_shapes
 from .records import COMPILED_SUFFIX, _load_average, new_record, precision_name, save_record
 from .resume import check_resumable, code_fingerprint, stored_groups
 from .timing import (
@@ -49,6 +49,9 @@ __all__ = [
     "bench_dct",
     "bench_mixers",
     "bench_models",
+    "bench_stages",
+    "STAGE_MODELS",
+    "STAGE_ARMS",
     "graph_breaks",
     "scaling_series",
     "fit_exponent",
@@ -380,6 +383,10 @@ def bench_mixers(
     json_path: str | Path | None = None,
     command: str | None = None,
     resume: dict[str, Any] | None = None,
+    shapes: Sequence[tuple[int, int]] | None = None,
+    batch: int | None = None,
+    suite: str = "mixers",
+    described: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every mixer at every ``C`` in ``dims`` and ``N x N`` grid in ``grids``, with the batch
     ``B = max(1, tokens // N**2)`` (times are also reported per image). ``inference``: forward
@@ -401,13 +408,25 @@ def bench_mixers(
     ``compile_mixers``: compile only these labels (default: all).
     ``resume``: a stored record of a run with the same settings and timed code that stopped
     early; its complete ``(N, C)`` groups are kept, the others measured (:mod:`.resume`).
+    ``shapes``: these ``(N, C)`` points instead of every ``dims`` x ``grids`` pair; ``batch``:
+    this batch at every point instead of ``tokens // N**2``; ``suite``: the record's suite name
+    (:func:`bench_stages` runs this suite as ``"stages"``); ``described``: more settings to
+    record (where the shapes came from).
     """
     settings = settings or Settings()
+    if shapes is not None:
+        shapes = [(int(n), int(c)) for n, c in shapes]
+        grids = sorted({n for n, _ in shapes})
+        dims = sorted({c for _, c in shapes})
+    if batch is not None and batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     unknown = sorted(set(mixers) - set(MIXERS))
     if unknown:
         raise ValueError(f"unknown mixers {unknown}; expected some of {sorted(MIXERS)}")
-    record = _new_record("mixers", settings, dict(
+    record = _new_record(suite, settings, dict(
         mixers=list(mixers), mixer_arms=mixer_arms(mixers), dims=list(dims), grids=list(grids),
+        **({} if shapes is None else {"shapes": [list(shape) for shape in shapes]}),
+        **({} if batch is None else {"batch": batch}), **(described or {}),
         tokens=tokens, modes=list(modes), compile_modes=[bool(c) for c in compile_modes],
         compile_mixers=None if compile_mixers is None else list(compile_mixers),
         max_call_time=max_call_time,
@@ -418,9 +437,10 @@ def bench_mixers(
     budget = _TimingBudget(settings.time_budget)
     device, dtype = settings.device, settings.dtype
     itemsize = torch.empty((), dtype=dtype).element_size()
-    groups = [(n, c) for n in grids for c in dims]
-    for n, dim in _progress(groups, settings, "mixers"):
-        size, batch = (n, n), max(1, tokens // (n * n))
+    groups = shapes if shapes is not None else [(n, c) for n in grids for c in dims]
+    fixed_batch = batch
+    for n, dim in _progress(groups, settings, suite):
+        size, batch = (n, n), fixed_batch or max(1, tokens // (n * n))
         calls: list[tuple[dict[str, Any], Callable[[], Any], float]] = []  # (entry, run, bytes)
         points = [(name, c) for name in mixers for c in compile_modes
                   if not c or compile_mixers is None or name in compile_mixers]
@@ -485,13 +505,49 @@ def bench_mixers(
         calls = timings = mixer = runner = x = run = None  # free before the next size
         _release(device)
         save_record(record, json_path)
-    record["fits"] = _scaling_fits(record["results"], modes, fit_min_tokens)
-    if not settings.quick:
+    if shapes is None:  # a grid of sizes: how time scales with the tokens
+        record["fits"] = _scaling_fits(record["results"], modes, fit_min_tokens)
+    if not settings.quick and shapes is None:
         record["graph_breaks"] = {name: graph_breaks(name) for name in mixers
                                   if name.startswith("dsm") or name == "gfnet"}
     _finish(record, peaks, settings)
     save_record(record, json_path)
     return record
+
+
+# The token-mixer shapes the models run: ``(model, input size, stages)`` (all stages when None):
+# the four stages of dsm_s at 224 px (the ImageNet model), and the first stage of dsm_t at 448 px
+# (a dense-prediction input: 112 x 112 tokens of 64 channels).
+STAGE_MODELS: tuple[tuple[str, int, int | None], ...] = (("dsm_s", 224, None), ("dsm_t", 448, 1))
+# The arms timed there: the default DSM mixer, its matmul twin (the same code below the auto
+# crossover: the benchmark's own check), its static twin (the DSWG's cost) and GFNet's filter.
+STAGE_ARMS = ("dsm_auto", "dsm_matmul", "dsm_static", "gfnet")
+
+
+def bench_stages(
+    stages: Sequence[tuple[str, int, int | None]] = STAGE_MODELS,
+    mixers: Sequence[str] = STAGE_ARMS,
+    *,
+    batch: int = 8,
+    modes: Sequence[str] = ("inference", "train"),
+    rounds: int = 1,
+    settings: Settings | None = None,
+    json_path: str | Path | None = None,
+    command: str | None = None,
+    resume: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The mixers at the shapes models run them, at a fixed ``batch``: each ``(model, input
+    size, stages)`` of ``stages`` gives its stages' ``(N, C)`` (:func:`.arms.stage_shapes`).
+    The mixers suite on those points (:func:`bench_mixers`), recorded as suite ``"stages"``
+    with the stage list in its settings."""
+    shapes: list[tuple[int, int]] = []
+    for name, img_size, count in stages:
+        shapes += [shape for shape in stage_shapes(name, img_size, count) if shape not in shapes]
+    settings = settings or Settings()
+    return bench_mixers(mixers, modes=modes, rounds=rounds, settings=settings,
+                        json_path=json_path, command=command, resume=resume, shapes=shapes,
+                        batch=batch, suite="stages", max_call_time=math.inf,
+                        described={"stages": [[name, size, count] for name, size, count in stages]})
 
 
 def graph_breaks(name: str, dim: int = 32, size: tuple[int, int] = (14, 14)) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from ..stats import adjust_family
 from .ratios import RatioEstimate, counted_rounds, judge, paired_ratio
 
-__all__ = ["mixer_index", "speed_targets"]
+__all__ = ["mixer_index", "speed_targets", "stages_text"]
 
 Records = dict[tuple[str, str], dict[str, Any]]
 
@@ -105,27 +105,58 @@ def _mixer_rows(records: Records) -> list[list[str]]:
     return rows
 
 
+def stages_text(record: dict[str, Any]) -> str:
+    """A stages record's shapes in words: "dsm_s at 224 px, dsm_t's first stage at 448 px;
+    batch 8"."""
+    parts = []
+    for name, size, count in record["settings"].get("stages", []):
+        which = "" if count is None else (
+            "'s first stage" if count == 1 else f"'s first {count} stages")
+        parts.append(f"{name}{which} at {size} px")
+    return f"{', '.join(parts)}; batch {record['settings'].get('batch')}"
+
+
 def _dswg_rows(records: Records, slack: float = 1.2) -> list[list[str]]:
     """The DSWG's overhead: time(DSM mixer) / time(its static twin) at most ``slack`` at every
-    point (C x grid), per mode."""
+    point, per mode: over the mixers grid (C x grid) and at the models' stage shapes."""
     target = f"DSWG adds at most {slack - 1:.0%} to the static mixer's time"
-    record = records.get(("mixers", "cpu"))
-    if record is None or not {"dsm_matmul", "dsm_static"} <= set(record["settings"]["mixers"]):
-        return [[f"{target}, CPU fp32", "not measured", "not measured"]]
     rows = []
-    for mode in record["settings"]["modes"]:
-        judged = _mixer_ratios(record, "dsm_matmul", "dsm_static", slack, modes=[mode])
-        within, above, total = _tally(judged)
-        measured = (f"shown within at {within}/{total} points, shown above at {above}, "
-                    f"{total - within - above} not resolved")
-        if judged:
-            worst = max(judged, key=lambda j: j[0].ratio)[0]
-            median = statistics.median(e.ratio for e, _ in judged)
-            measured += (f" ({_rounds_text(judged)}); median {median:.2f}x, worst "
-                         f"{worst.ratio:.2f}x ({worst.interval_text}; "
-                         f"{worst.label.removeprefix(mode + ' ')})")
-        rows.append([f"{target}, {mode}, CPU fp32", measured, _status(within, total, above)])
+    for suite, where in (("mixers", ""), ("stages", " at the models' stage shapes")):
+        record = records.get((suite, "cpu"))
+        if record is None or not {"dsm_matmul", "dsm_static"} <= set(
+                record["settings"]["mixers"]):
+            rows.append([f"{target}{where}, CPU fp32", "not measured", "not measured"])
+            continue
+        if suite == "stages":
+            where += f" ({stages_text(record)})"
+        for mode in record["settings"]["modes"]:
+            judged = _mixer_ratios(record, "dsm_matmul", "dsm_static", slack, modes=[mode])
+            within, above, total = _tally(judged)
+            measured = (f"shown within at {within}/{total} points, shown above at {above}, "
+                        f"{total - within - above} not resolved")
+            if judged:
+                worst = max(judged, key=lambda j: j[0].ratio)[0]
+                median = statistics.median(e.ratio for e, _ in judged)
+                measured += (f" ({_rounds_text(judged)}); median {median:.2f}x, worst "
+                             f"{worst.ratio:.2f}x ({worst.interval_text}; "
+                             f"{worst.label.removeprefix(mode + ' ')})")
+            rows.append([f"{target}{where}, {mode}, CPU fp32", measured,
+                         _status(within, total, above)])
     return rows
+
+
+def _stage_gfnet_row(records: Records) -> list[list[str]]:
+    """The default DSM mixer against GFNet's filter at the models' stage shapes."""
+    record = records.get(("stages", "cpu"))
+    if record is None or not {"dsm_auto", "gfnet"} <= set(record["settings"]["mixers"]):
+        return []
+    judged = _mixer_ratios(record, "dsm_auto", "gfnet")
+    if not judged:
+        return []
+    won, lost, total = _tally(judged)
+    return [[f"DSM mixer (default `dct_method='auto'`) faster than GFNet filter at the models' "
+             f"stage shapes ({stages_text(record)}), CPU fp32", _faster_text(judged, "GFNet"),
+             _status(won, total, lost)]]
 
 
 def _same_code_row(records: Records) -> list[list[str]]:
@@ -262,6 +293,7 @@ def _auto_row(index: dict, slack: float = 1.1) -> list[list[str]]:
 def speed_targets(records: Records, fmt) -> list[list[str]]:
     """Rows ``[target, measured, status]`` from the records keyed by ``(suite, device)``;
     ``fmt(value, digits)`` formats a number for the table."""
-    return (_dswg_rows(records) + _mixer_rows(records) + _same_code_row(records)
+    return (_dswg_rows(records) + _mixer_rows(records) + _stage_gfnet_row(records)
+            + _same_code_row(records)
             + _exponent_row(records, fmt)
             + _model_rows(records, fmt) + _dct_rows(records))

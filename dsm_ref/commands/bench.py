@@ -18,10 +18,13 @@ from ..bench import (
     MEMORY_LAYOUTS,
     MIXERS,
     PRECISIONS,
+    STAGE_ARMS,
+    STAGE_MODELS,
     Settings,
     bench_dct,
     bench_mixers,
     bench_models,
+    bench_stages,
     load_records,
     precision_name,
     render_report,
@@ -35,6 +38,7 @@ QUICK = {  # --quick: toy sizes that run in seconds (the tests and notebook 07)
     "mixers": dict(dims=(16,), grids=(7, 14), tokens=392),
     "models": dict(models=("dsm_micro", "dsm_micro-gfnet"), img_size=32, batch=2, train_batch=2,
                    rounds=1),
+    "stages": dict(stages=(("dsm_micro", 32, 2),), batch=2),
 }
 
 
@@ -48,6 +52,20 @@ def _precision(text: str) -> str:
 _COMPILE_MODES = {"off": (False,), "on": (True,), "both": (False, True)}
 _RESUME_HELP = ("continue the run stored in --json (same settings and timed code): keep its "
                 "complete groups, measure the rest; a new run when the file does not exist")
+
+
+def _stage(text: str) -> tuple[str, int, int | None]:
+    """``"dsm_s:224"`` -> ``("dsm_s", 224, None)``; ``"dsm_t:448:1"`` -> ``("dsm_t", 448, 1)``."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        count = int(parts[2]) if len(parts) == 3 else None
+        return parts[0], int(parts[1]), count
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected MODEL:IMG_SIZE or MODEL:IMG_SIZE:STAGES (e.g. dsm_s:224, dsm_t:448:1), "
+            f"got {text!r}") from None
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +120,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--rounds", type=int, default=None,
                      help="interleaved timing rounds over the mixers of each size (default 1)")
     mix.add_argument("--resume", action="store_true", help=_RESUME_HELP)
+
+    stg = suites.add_parser("stages", parents=[common],
+                            help="the mixers at the shapes the models run them")
+    stg.add_argument("--stages", nargs="+", type=_stage, default=None,
+                     help="MODEL:IMG_SIZE[:STAGES], e.g. dsm_s:224 dsm_t:448:1 (the default): "
+                          "the first STAGES stages (all by default) of MODEL at IMG_SIZE")
+    stg.add_argument("--mixers", nargs="+", choices=list(MIXERS), default=list(STAGE_ARMS))
+    stg.add_argument("--batch", type=int, default=None, help="images per call (default 8)")
+    stg.add_argument("--modes", nargs="+", choices=("inference", "train"),
+                     default=["inference", "train"])
+    stg.add_argument("--rounds", type=int, default=None,
+                     help="interleaved timing rounds over the mixers of each shape (default 1)")
+    stg.add_argument("--resume", action="store_true", help=_RESUME_HELP)
 
     mod = suites.add_parser("models", parents=[common], help="whole models at 224")
     mod.add_argument("--models", nargs="+", default=None,
@@ -200,6 +231,13 @@ def _summary(record: dict[str, Any]) -> str:
                          f"{r['grid'][0]}x{r['grid'][1]}", threads)
             for mode in record["settings"]["modes"] for r in record["results"]
             if "time" in (r.get(mode) or {})]))
+    elif record["suite"] == "stages":
+        lines.append(_compare([
+            _measurement(r[mode]["ms_per_image"] / 1e3,
+                         f"stages, {mode}, batch {r['batch']}: time per image", r["mixer"],
+                         f"{r['grid'][0]}x{r['grid'][1]}x{r['dim']}", threads)
+            for mode in record["settings"]["modes"] for r in record["results"]
+            if "time" in (r.get(mode) or {})]))
     else:
         for r in record["results"]:
             for mode in record["settings"]["modes"]:
@@ -264,6 +302,11 @@ def cli_main(args: argparse.Namespace) -> int:
             compile_mixers=args.compile_mixers, max_call_time=args.max_call_time,
             fit_min_tokens=args.fit_min_tokens, rounds=_pick(args, "rounds", 1),
             settings=settings, json_path=args.json, command=command, resume=resume)
+    elif args.suite == "stages":
+        record = bench_stages(
+            _pick(args, "stages", STAGE_MODELS), args.mixers, batch=_pick(args, "batch", 8),
+            modes=args.modes, rounds=_pick(args, "rounds", 1), settings=settings,
+            json_path=args.json, command=command, resume=resume)
     else:
         compile_flag = args.compile or ("both" if settings.device.type == "cuda" else "off")
         compile_modes = _COMPILE_MODES[compile_flag]
