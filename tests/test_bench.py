@@ -733,3 +733,26 @@ def test_stages_suite_times_the_arms_at_the_stage_shapes_and_reports_them(tmp_pa
     with pytest.raises(SystemExit):
         main(["bench", "stages", "--quick", "--stages", "dsm_s"])
     assert "MODEL:IMG_SIZE" in capsys.readouterr().err
+
+
+def test_the_throughput_target_pairs_the_models_rounds():
+    """``dsm_s`` >= Swin-T: met only when the paired rounds show ``dsm_s`` faster; the same
+    medians with rounds that scatter independently are not resolved."""
+    from dsm_ref.bench.targets import speed_targets
+
+    def record(dsm, swin):
+        results = [{"model": name, "compiled": False,
+                    "inference": {**entry, "images_per_s": 16e3 / entry["ms_per_image"]}}
+                   for name, entry in (("dsm_s", dsm), ("swin_t", swin))]
+        return {("models", "cpu"): {"settings": {"modes": ["inference"]}, "results": results}}
+
+    def row(records):
+        (found,) = [r for r in speed_targets(records, str) if r[0].startswith("`dsm_s`")
+                    and "CPU" in r[0]]
+        return found
+
+    met = row(record(_timed(100.0), _timed(140.0)))
+    assert met[2] == "met" and "paired over 5 round(s): 1.40x" in met[1]
+    crossed = row(record(_timed(100.0, (1.0, 1.5, 0.7, 1.4, 0.6)),
+                         _timed(105.0, (1.5, 0.7, 1.4, 0.6, 1.0))))
+    assert crossed[2] == "not shown"

@@ -157,6 +157,7 @@ def _stage_section(record: dict[str, Any]) -> list[str]:
         f"{s.get('rounds', 1)} round(s){_order_text(s)}; each time reports "
         f"{s.get('counted_rounds', 'the median of its fastest round')}. The ratios pair the "
         "rounds (geometric mean of the per-round ratios, 95 % t-interval).")
+    out.append("")
     ratio_columns = [(mine, other) for mine, other in (("dsm_matmul", "dsm_static"),
                                                        ("gfnet", "dsm_auto"),
                                                        ("dsm_auto", "dsm_matmul"))
@@ -414,9 +415,11 @@ def render_report(records: Sequence[dict[str, Any]], *, commands: Sequence[str] 
                     continue
                 parts = []
                 for mode in r["settings"]["modes"]:
-                    if "time" in dsm.get(mode, {}) and "time" in peer.get(mode, {}):
-                        ratio = dsm[mode]["images_per_s"] / peer[mode]["images_per_s"]
-                        parts.append(f"{mode} **{ratio:.2f}x**")
+                    # img/s ratio = time ratio (the same batch), paired over the rounds
+                    estimate = paired_ratio(mode, peer.get(mode), dsm.get(mode))
+                    if estimate is not None:
+                        parts.append(f"{mode} **{estimate.ratio:.2f}x** "
+                                     f"({estimate.interval_text})")
                 out.append(f"- {device} {r['settings']['precision']}, "
                            f"{'compiled' if compiled else 'eager'}: img/s(`dsm_s`) / img/s"
                            f"({label}) at {r['settings']['img_size']}: " + ", ".join(parts))
