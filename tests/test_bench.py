@@ -730,9 +730,13 @@ def test_stages_suite_times_the_arms_at_the_stage_shapes_and_reports_them(tmp_pa
     assert ("DSWG adds at most 20% to the static mixer's time at the models' stage shapes "
             "(dsm_micro's first 2 stages at 32 px; batch 2), train, CPU fp32") in text
     assert "faster than GFNet filter at the models' stage shapes" in text
-    with pytest.raises(SystemExit):
-        main(["bench", "stages", "--quick", "--stages", "dsm_s"])
-    assert "MODEL:IMG_SIZE" in capsys.readouterr().err
+    for bad, message in ((["--stages", "dsm_s"], "MODEL:IMG_SIZE"),
+                         (["--stages", "dsm_s:0"], "positive sizes"),
+                         (["--stages", "dsm_x:224"], "unknown model 'dsm_x'"),
+                         (["--batch", "0"], "expected a positive integer")):
+        with pytest.raises(SystemExit):
+            main(["bench", "stages", "--quick", *bad])
+        assert message in capsys.readouterr().err
 
 
 def test_the_throughput_target_pairs_the_models_rounds():

@@ -56,16 +56,34 @@ _RESUME_HELP = ("continue the run stored in --json (same settings and timed code
 
 def _stage(text: str) -> tuple[str, int, int | None]:
     """``"dsm_s:224"`` -> ``("dsm_s", 224, None)``; ``"dsm_t:448:1"`` -> ``("dsm_t", 448, 1)``."""
+    from ..models import list_models
+
     parts = text.split(":")
     try:
         if len(parts) not in (2, 3):
             raise ValueError
+        name, size = parts[0], int(parts[1])
         count = int(parts[2]) if len(parts) == 3 else None
-        return parts[0], int(parts[1]), count
+        if size < 1 or (count is not None and count < 1):
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected MODEL:IMG_SIZE or MODEL:IMG_SIZE:STAGES (e.g. dsm_s:224, dsm_t:448:1), "
-            f"got {text!r}") from None
+            f"expected MODEL:IMG_SIZE or MODEL:IMG_SIZE:STAGES with positive sizes (e.g. "
+            f"dsm_s:224, dsm_t:448:1), got {text!r}") from None
+    if name not in list_models():
+        raise argparse.ArgumentTypeError(f"unknown model {name!r} in {text!r}; expected one of "
+                                         f"{list_models()}")
+    return name, size, count
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +145,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                      help="MODEL:IMG_SIZE[:STAGES], e.g. dsm_s:224 dsm_t:448:1 (the default): "
                           "the first STAGES stages (all by default) of MODEL at IMG_SIZE")
     stg.add_argument("--mixers", nargs="+", choices=list(MIXERS), default=list(STAGE_ARMS))
-    stg.add_argument("--batch", type=int, default=None, help="images per call (default 8)")
+    stg.add_argument("--batch", type=_positive, default=None,
+                     help="images per call (default 8)")
     stg.add_argument("--modes", nargs="+", choices=("inference", "train"),
                      default=["inference", "train"])
     stg.add_argument("--rounds", type=int, default=None,
