@@ -730,6 +730,7 @@ def test_stages_suite_times_the_arms_at_the_stage_shapes_and_reports_them(tmp_pa
     assert ("DSWG adds at most 20% to the static mixer's time at the models' stage shapes "
             "(dsm_micro's first 2 stages at 32 px; batch 2), train, CPU fp32") in text
     assert "faster than GFNet filter at the models' stage shapes" in text
+    assert "told apart at no point at the models' stage shapes" in text
     for bad, message in ((["--stages", "dsm_s"], "MODEL:IMG_SIZE"),
                          (["--stages", "dsm_s:0"], "positive sizes"),
                          (["--stages", "dsm_x:224"], "unknown model 'dsm_x'"),
