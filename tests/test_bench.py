@@ -761,3 +761,13 @@ def test_the_throughput_target_pairs_the_models_rounds():
     crossed = row(record(_timed(100.0, (1.0, 1.5, 0.7, 1.4, 0.6)),
                          _timed(105.0, (1.5, 0.7, 1.4, 0.6, 1.0))))
     assert crossed[2] == "not shown"
+
+
+def test_the_stages_record_is_standard_json(tmp_path):
+    """No cap on the call time is stored as null, not as JavaScript's Infinity."""
+    path = tmp_path / "stages.json"
+    bench.bench_stages((("dsm_micro", 32, 1),), ("dsm_static",), batch=1, modes=("inference",),
+                       settings=bench.Settings(quick=True, progress=False, target_time=0.001,
+                                               min_reps=1), json_path=path)
+    text = path.read_text()
+    assert "Infinity" not in text and json.loads(text)["settings"]["max_call_time"] is None

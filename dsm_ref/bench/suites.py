@@ -376,7 +376,7 @@ def bench_mixers(
     modes: Sequence[str] = ("inference", "train"),
     compile_modes: Sequence[bool] = (False,),
     compile_mixers: Sequence[str] | None = None,
-    max_call_time: float = 2.0,
+    max_call_time: float | None = 2.0,
     fit_min_tokens: int = 784,
     rounds: int = 1,
     settings: Settings | None = None,
@@ -393,9 +393,9 @@ def bench_mixers(
     under ``no_grad``; ``train``: forward + backward (input and weight gradients).
 
     A point is skipped when its counted FLOPs at the measured matmul peak would take more than
-    ``max_call_time`` s per call (global attention at large grids), or when it runs out of
-    memory. ``fits`` holds the exponent of per-image time and FLOPs against the number of
-    tokens, fitted over the grids with at least ``fit_min_tokens`` tokens.
+    ``max_call_time`` s per call (global attention at large grids; ``None``: no cap), or when it
+    runs out of memory. ``fits`` holds the exponent of per-image time and FLOPs against the
+    number of tokens, fitted over the grids with at least ``fit_min_tokens`` tokens.
 
     The mixers of one ``(C, N)`` are timed in turn, ``rounds`` times (the first round with
     warm-up and adaptive repetitions, the others one settled call each, in a shuffled order);
@@ -473,7 +473,7 @@ def bench_mixers(
                 entry: dict[str, Any] = dict(flops=flops.total, flops_fft=flops.fft)
                 row[mode] = entry
                 estimate = flops.total / peaks["matmul_flop_per_s"]
-                if estimate > max_call_time:
+                if max_call_time is not None and estimate > max_call_time:
                     entry["skipped"] = (f"{flops.total / 1e9:.0f} GFLOP per call: over "
                                         f"{max_call_time:g} s at the measured matmul peak")
                     continue
@@ -546,7 +546,7 @@ def bench_stages(
     settings = settings or Settings()
     return bench_mixers(mixers, modes=modes, rounds=rounds, settings=settings,
                         json_path=json_path, command=command, resume=resume, shapes=shapes,
-                        batch=batch, suite="stages", max_call_time=math.inf,
+                        batch=batch, suite="stages", max_call_time=None,
                         described={"stages": [[name, size, count] for name, size, count in stages]})
 
 
