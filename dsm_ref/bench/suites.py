@@ -543,7 +543,6 @@ def bench_stages(
     shapes: list[tuple[int, int]] = []
     for name, img_size, count in stages:
         shapes += [shape for shape in stage_shapes(name, img_size, count) if shape not in shapes]
-    settings = settings or Settings()
     return bench_mixers(mixers, modes=modes, rounds=rounds, settings=settings,
                         json_path=json_path, command=command, resume=resume, shapes=shapes,
                         batch=batch, suite="stages", max_call_time=None,

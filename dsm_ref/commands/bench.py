@@ -243,18 +243,18 @@ def _summary(record: dict[str, Any]) -> str:
         if worst:
             lines.append("max error vs scipy, relative to max |X|: "
                          + ", ".join(f"{method} {error:.1e}" for method, error in worst.items()))
-    elif record["suite"] == "mixers":
+    elif record["suite"] in ("mixers", "stages"):
+        stages = record["suite"] == "stages"  # one table per mode (stages) or per mode and C
+
+        def where(r: dict[str, Any], mode: str) -> tuple[str, str]:
+            grid = f"{r['grid'][0]}x{r['grid'][1]}"
+            if stages:
+                return f"stages, {mode}, batch {r['batch']}", f"{grid}x{r['dim']}"
+            return f"mixers, {mode}, C={r['dim']}", grid
+
         lines.append(_compare([
-            _measurement(r[mode]["ms_per_image"] / 1e3,
-                         f"mixers, {mode}, C={r['dim']}: time per image", r["mixer"],
-                         f"{r['grid'][0]}x{r['grid'][1]}", threads)
-            for mode in record["settings"]["modes"] for r in record["results"]
-            if "time" in (r.get(mode) or {})]))
-    elif record["suite"] == "stages":
-        lines.append(_compare([
-            _measurement(r[mode]["ms_per_image"] / 1e3,
-                         f"stages, {mode}, batch {r['batch']}: time per image", r["mixer"],
-                         f"{r['grid'][0]}x{r['grid'][1]}x{r['dim']}", threads)
+            _measurement(r[mode]["ms_per_image"] / 1e3, f"{where(r, mode)[0]}: time per image",
+                         r["mixer"], where(r, mode)[1], threads)
             for mode in record["settings"]["modes"] for r in record["results"]
             if "time" in (r.get(mode) or {})]))
     else:
