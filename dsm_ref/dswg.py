@@ -34,7 +34,7 @@ from .dct import _compute_dtype, full_precision
 from .spectrum import block_band_index
 
 __all__ = ["DynamicSpectrumWeights", "BandLayout", "GATES", "POOLS", "DESCRIPTORS", "LAYOUTS",
-           "SPECTRUM_LENGTH"]
+           "SPECTRUM_LENGTH", "can_overwrite"]
 
 # Bands per axis by default, for the DSWG and every mixer that builds one (the one place it is
 # written): see ``spectrum_length`` in :class:`DynamicSpectrumWeights`.
@@ -123,11 +123,36 @@ class _GroupLogMagnitude(torch.autograd.Function):
         return slope, None
 
 
+def _eager() -> bool:
+    """Not traced, compiled or exported: there the plain ops are kept (and fused by the
+    compiler)."""
+    return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+
+
 def _eager_real(tensor: Tensor) -> bool:
     """Whether the hand-written backwards below may run on ``tensor``: a real float32/float64
-    tensor in eager mode (not traced, compiled or exported, where the plain ops are kept)."""
-    return (tensor.dtype in (torch.float32, torch.float64) and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+    tensor in eager mode."""
+    return tensor.dtype in (torch.float32, torch.float64) and _eager()
+
+
+def can_overwrite(*tensors: Tensor) -> bool:
+    """Whether a product of ``tensors`` may be written into the first of them: it has the
+    product's shape and dtype, the mode is eager, and no gradient is recorded through any of
+    them (inference, ``torch.no_grad``, frozen weights).
+    The caller must own the first tensor (e.g. a transform's fresh output).
+
+    Why: at inference a mixer's spectrum is needed by nothing after its product, and on CPU
+    writing into it is faster than a fresh full-size tensor, whose pages fault on first touch
+    (``BENCHMARKS.md``, notebook 07). Real products are the same bits either way; a complex
+    product can differ in the last bit, as its rounding follows the memory order."""
+    first = tensors[0]
+    recorded = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    fits = all(  # broadcasts into the first's shape and dtype (torch.broadcast_shapes: ~30 us)
+        t.ndim <= first.ndim
+        and all(n in (1, m) for n, m in zip(t.shape, first.shape[first.ndim - t.ndim:],
+                                            strict=True))
+        and torch.promote_types(first.dtype, t.dtype) == first.dtype for t in tensors[1:])
+    return fits and not recorded and _eager()
 
 
 class _FilterAndGroupNorm(torch.autograd.Function):
@@ -417,10 +442,11 @@ class DynamicSpectrumWeights(nn.Module):
         equal within float rounding, fewer full-size passes in the backward. Tracing,
         compiling and exporting take the plain path.
 
-        ``inplace=True`` lets it overwrite ``values`` when no gradient is recorded through the
-        multiply (inference, ``torch.no_grad``): no full-size output is allocated. With
-        gradients it multiplies out of place, as the backward needs ``values`` for the band
-        weights' gradient.
+        ``inplace=True`` lets it overwrite the tensor it multiplies, ``values`` or, with
+        ``static_weight``, ``spectrum`` (whose band weights are then taken first), when no
+        gradient is recorded through the multiply (inference, ``torch.no_grad``; see
+        :func:`can_overwrite`): no full-size output is allocated, and a real result is the same
+        bits. With gradients it multiplies out of place, as the backward needs the inputs.
         """
         b, h, w, c = spectrum.shape
         groups = self.num_groups
@@ -428,8 +454,13 @@ class DynamicSpectrumWeights(nn.Module):
             raise ValueError("give either values (to re-weight) or static_weight (to multiply "
                              "the spectrum by, then re-weight), not both and not neither")
         norms = None  # the log_rms descriptor's group norms, when the training path made them
+        band_weights = None
         if static_weight is not None:
-            if self.descriptor == "log_rms" and torch.is_grad_enabled() and _eager_real(spectrum):
+            if inplace and can_overwrite(spectrum, static_weight):
+                band_weights = self.band_weights(spectrum)  # read S before it is overwritten
+                values = spectrum.mul_(static_weight)
+            elif (self.descriptor == "log_rms" and torch.is_grad_enabled()
+                  and _eager_real(spectrum)):
                 values, norms = _FilterAndGroupNorm.apply(spectrum, static_weight, groups)
             else:
                 values, inplace = spectrum * static_weight, True  # new: ours to overwrite
@@ -438,7 +469,8 @@ class DynamicSpectrumWeights(nn.Module):
                 f"values must have the spectrum's shape {tuple(spectrum.shape)}, "
                 f"got {tuple(values.shape)}"
             )
-        band_weights = self.band_weights(spectrum, group_norms=norms)
+        if band_weights is None:
+            band_weights = self.band_weights(spectrum, group_norms=norms)
         per_group = self._per_group(band_weights, h, w).to(spectrum.real.dtype)
         grouped = values.reshape(b, h, w, groups, c // groups)
         recorded = torch.is_grad_enabled() and (values.requires_grad or per_group.requires_grad)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from dsm_ref.dswg import GATES, DynamicSpectrumWeights, band_index
+from dsm_ref.dswg import GATES, DynamicSpectrumWeights, band_index, can_overwrite
 from dsm_ref.spectrum import band_gains_to_weights, block_bands
 
 
@@ -244,6 +244,43 @@ def test_inplace_weighting_overwrites_values_only_when_no_gradient_is_recorded(d
     assert out.data_ptr() != values.data_ptr() and torch.equal(values, spectrum * 2)
     out.sum().backward()
     assert dswg.fc2.weight.grad is not None
+
+
+def test_inplace_static_product_overwrites_the_spectrum_only_when_allowed():
+    """``dswg(S, static_weight=W0, inplace=True)`` without gradients writes ``S * W0 * A(S)``
+    into ``S`` (its band weights taken first): the same bits as the product into a new tensor.
+    With a gradient recorded through ``S`` or ``W0``, ``S`` is left as it was."""
+    torch.manual_seed(0)
+    dswg = _randomize(DynamicSpectrumWeights(8, 3, num_groups=2))
+    spectrum, static = torch.randn(2, 5, 6, 8), torch.randn(5, 6, 8)
+    with torch.no_grad():
+        expected = dswg(spectrum, static_weight=static)
+        owned = spectrum.clone()
+        out = dswg(owned, static_weight=static, inplace=True)
+    assert out.data_ptr() == owned.data_ptr() and torch.equal(out, expected)
+    kept = spectrum.clone().requires_grad_(True)
+    out = dswg(kept, static_weight=static, inplace=True)
+    assert torch.equal(kept, spectrum)
+    torch.testing.assert_close(out.detach(), expected)
+    frozen = spectrum.clone()  # only the MLP records a gradient: S * W0 may overwrite S
+    out = dswg(frozen, static_weight=static, inplace=True)
+    assert out.requires_grad and torch.equal(frozen, spectrum * static)
+    out.sum().backward()  # the MLP's gradient needs S * W0, which is what S now holds
+    torch.testing.assert_close(out.detach(), expected)
+
+
+def test_can_overwrite_refuses_other_shapes_dtypes_and_recorded_gradients():
+    first = torch.randn(2, 5, 6, 8)
+    with torch.no_grad():
+        assert can_overwrite(first, torch.randn(5, 6, 8), torch.randn(2, 5, 6, 1))
+        assert not can_overwrite(first, torch.randn(3, 2, 5, 6, 8))  # result larger
+        assert not can_overwrite(first, torch.randn(4, 6, 8))  # does not broadcast
+        assert not can_overwrite(first, torch.randn(5, 6, 8, dtype=torch.float64))  # promotes
+        assert can_overwrite(torch.complex(first, first), torch.randn(5, 6, 8))
+        assert can_overwrite(first, torch.randn(5, 6, 8, requires_grad=True))
+    assert can_overwrite(first, torch.randn(5, 6, 8))
+    assert not can_overwrite(first, torch.randn(5, 6, 8, requires_grad=True))
+    assert not can_overwrite(first.requires_grad_(True), torch.randn(5, 6, 8))
 
 
 def _plain_product(dswg: DynamicSpectrumWeights, spectrum, static_weight):

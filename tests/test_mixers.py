@@ -42,6 +42,42 @@ def test_dsm_mixer_matches_scipy_reference(method):
     np.testing.assert_allclose(mixer(x).detach().numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
+_OVERWRITING_MIXERS = [
+    (DynamicSpectrumMixer, {"dct_method": "matmul"}),
+    (DynamicSpectrumMixer, {"dct_method": "fft"}),
+    (DynamicSpectrumMixer, {"dct_method": "scipy"}),
+    (DynamicSpectrumMixer, {"dynamic": False}),
+    (GlobalFilter, {}),
+    (GlobalFilter, {"dynamic": True}),
+]
+
+
+@pytest.mark.parametrize("cls,options", _OVERWRITING_MIXERS)
+@pytest.mark.parametrize("size", [(6, 5), (1, 1)])
+def test_inference_writes_into_the_spectrum_with_the_same_bits(cls, options, size, monkeypatch):
+    """Without gradients the spectral mixers multiply into their transform's output instead of a
+    new tensor: the output must be the same bits as the out-of-place product (within float
+    rounding for GFNet's complex product, whose rounding follows the memory order), and the
+    caller's input must be untouched (also where the transform is trivial, 1 x 1)."""
+    torch.manual_seed(0)
+    mixer = _activate_dswg(cls(8, size, **options)).eval()
+    x = torch.randn(2, *size, 8)
+    before = x.clone()
+    with torch.no_grad():
+        overwritten = mixer(x)
+    assert torch.equal(x, before)
+    for module in ("dsm_ref.mixers", "dsm_ref.dswg"):
+        monkeypatch.setattr(f"{module}.can_overwrite", lambda *tensors: False)
+    with torch.no_grad():
+        out_of_place = mixer(x)
+    if cls is GlobalFilter:
+        torch.testing.assert_close(overwritten, out_of_place, rtol=1e-6, atol=1e-7)
+    else:
+        assert torch.equal(overwritten, out_of_place)
+    training = mixer(x)  # gradients recorded: out of place, same values within rounding
+    torch.testing.assert_close(training.detach(), overwritten)
+
+
 def test_dynamic_and_static_start_equal():
     torch.manual_seed(1)
     dynamic = DynamicSpectrumMixer(16, (8, 8), dynamic=True)
