@@ -447,6 +447,8 @@ class DynamicSpectrumWeights(nn.Module):
         gradient is recorded through the multiply (inference, ``torch.no_grad``; see
         :func:`can_overwrite`): no full-size output is allocated, and a real result is the same
         bits. With gradients it multiplies out of place, as the backward needs the inputs.
+        A forward hook reading ``spectrum`` after the call then sees the product: read it in a
+        forward pre-hook (as :mod:`dsm_ref.probe` does).
         """
         b, h, w, c = spectrum.shape
         groups = self.num_groups

@@ -47,9 +47,10 @@ def _recording(model: nn.Module) -> Iterator[dict[str, list[Tensor]]]:
     records: dict[str, list[Tensor]] = {}
     handles = []
     for name, module in dswg_modules(model).items():
-        def hook(mod, args, _output, name=name):
+        # before the forward: at inference the mixers let the DSWG overwrite the spectrum
+        def hook(mod, args, name=name):
             records.setdefault(name, []).append(mod.band_weights(args[0]).detach().float().cpu())
-        handles.append(module.register_forward_hook(hook))
+        handles.append(module.register_forward_pre_hook(hook))
     try:
         yield records
     finally:
