@@ -47,12 +47,14 @@ def resize_spectral_weight(weight: Tensor, size: tuple[int, int]) -> Tensor:
     return resized[0].permute(1, 2, 0).reshape(*size, *trailing)
 
 
-def _filter(spectrum: Tensor, weight: Tensor) -> Tensor:
+def _filter(spectrum: Tensor, weight: Tensor, overwrite: bool) -> Tensor:
     """``spectrum * weight``, written into ``spectrum`` (a transform's new output, needed by
-    nothing after this product) when no gradient is recorded: at inference on CPU that is
-    faster than a new full-size tensor, with the same bits for a real product and within float
-    rounding for a complex one (:func:`~dsm_ref.dswg.can_overwrite`)."""
-    return spectrum.mul_(weight) if can_overwrite(spectrum, weight) else spectrum * weight
+    nothing after this product) when ``overwrite`` and no gradient is recorded: at inference on
+    CPU that is faster than a new full-size tensor, with the same bits for a real product and
+    within float rounding for a complex one (:func:`~dsm_ref.dswg.can_overwrite`)."""
+    if overwrite and can_overwrite(spectrum, weight):
+        return spectrum.mul_(weight)
+    return spectrum * weight
 
 
 def _check_tokens(x: Tensor, dim: int, name: str) -> None:
@@ -110,6 +112,11 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
             crossover measured per device (:data:`dsm_ref.dct.AUTO_CROSSOVER`; on CPU scipy's
             from 224 per side) / why: on CPU the matmul's O(N) multiply-adds per value run near
             the machine's peak and beat every O(log N) path below that size (BENCHMARKS.md).
+        overwrite_spectrum: at inference (no gradient recorded), write ``S * W0 * A(S)`` into
+            the DCT's output ``S`` instead of a new tensor; the same bits either way. paper: not
+            stated / ours: ``True`` / why: nothing needs ``S`` after the product, and on CPU a
+            new full-size tensor's pages fault on first touch (``dsm_auto / dsm_out_of_place``
+            in ``BENCHMARKS.md``). ``False`` is kept to measure that.
         **dswg_options: passed to the DSWG (``num_groups``, ``gate``, ``pool``, ...).
     """
 
@@ -122,6 +129,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         spectrum_length: int | None = SPECTRUM_LENGTH,
         static_init: str = "random",
         dct_method: str = "auto",
+        overwrite_spectrum: bool = True,
         **dswg_options,
     ) -> None:
         super().__init__()
@@ -131,6 +139,7 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         self.input_size = (height, width)
         self.static_init = static_init
         self.dct_method = dct_method
+        self.overwrite_spectrum = overwrite_spectrum
         self.spectral_weight = nn.Parameter(torch.empty(height, width, dim))
         length = max(height, width) if spectrum_length is None else spectrum_length
         self.dswg = DynamicSpectrumWeights(dim, length, **dswg_options) if dynamic else None
@@ -149,9 +158,9 @@ class DynamicSpectrumMixer(_SpectralWeightResizing):
         spectrum = dct2(x, dims=(1, 2), method=self.dct_method)  # a new tensor: ours to overwrite
         weight = resize_spectral_weight(self.spectral_weight, (h, w)).to(spectrum.dtype)
         if self.dswg is None:
-            filtered = _filter(spectrum, weight)
+            filtered = _filter(spectrum, weight, self.overwrite_spectrum)
         else:  # S * W0 * A(S) in one call: the DSWG fuses the two products when training
-            filtered = self.dswg(spectrum, static_weight=weight, inplace=True)
+            filtered = self.dswg(spectrum, static_weight=weight, inplace=self.overwrite_spectrum)
         return self.proj(idct2(filtered, dims=(1, 2), method=self.dct_method))
 
     def extra_repr(self) -> str:
@@ -168,6 +177,10 @@ class GlobalFilter(_SpectralWeightResizing):
     ``dynamic=True`` adds the DSWG on ``|rfft2(x)|`` (rows folded to ``|frequency|``): the
     dynamic-DFT arm of the transform ablation. The projection matches the DSM mixer's.
     The FFT runs in float32 (half-precision FFTs are limited to power-of-two sizes on CUDA).
+    ``overwrite_spectrum``: as :class:`DynamicSpectrumMixer`'s, for ``rfft2(x)``; on by default
+    so that the two compare like for like (GFNet's own code multiplies into a new tensor:
+    ``gfnet_upstream`` in ``BENCHMARKS.md``). A complex product written in place can differ
+    from a new one in the last bit.
     """
 
     def __init__(
@@ -177,12 +190,14 @@ class GlobalFilter(_SpectralWeightResizing):
         *,
         dynamic: bool = False,
         spectrum_length: int | None = SPECTRUM_LENGTH,
+        overwrite_spectrum: bool = True,
         **dswg_options,
     ) -> None:
         super().__init__()
         height, width = input_size
         self.dim = dim
         self.input_size = (height, width)
+        self.overwrite_spectrum = overwrite_spectrum
         self.spectral_weight = nn.Parameter(torch.empty(height, width // 2 + 1, dim, 2))
         full_length = max(height // 2 + 1, width // 2 + 1)
         length = full_length if spectrum_length is None else spectrum_length
@@ -202,9 +217,9 @@ class GlobalFilter(_SpectralWeightResizing):
         weight = resize_spectral_weight(self.spectral_weight, (h, w // 2 + 1))
         kernel = torch.view_as_complex(weight.float().contiguous())
         if self.dswg is None:
-            filtered = _filter(spectrum, kernel)
+            filtered = _filter(spectrum, kernel, self.overwrite_spectrum)
         else:
-            filtered = self.dswg(spectrum, static_weight=kernel, inplace=True)
+            filtered = self.dswg(spectrum, static_weight=kernel, inplace=self.overwrite_spectrum)
         y = torch.fft.irfft2(filtered, s=(h, w), dim=(1, 2), norm="ortho")
         return self.proj(y.to(x.dtype))
 

@@ -464,6 +464,7 @@ def test_mixer_arms_are_registry_mixers_with_options():
         "dsm_static": lambda: DynamicSpectrumMixer(C, (H, W), dynamic=False,
                                                    dct_method="matmul"),
         "dsm_log": lambda: DynamicSpectrumMixer(C, (H, W), dct_method="matmul", descriptor="log"),
+        "dsm_out_of_place": lambda: DynamicSpectrumMixer(C, (H, W), overwrite_spectrum=False),
         "gfnet": lambda: GlobalFilter(C, (H, W)),
         "attention": lambda: Attention(C, (H, W)),
         "dwconv7": lambda: DepthwiseConvMixer(C, (H, W), kernel_size=7),

@@ -61,15 +61,19 @@ def test_inference_writes_into_the_spectrum_with_the_same_bits(cls, options, siz
     caller's input must be untouched (also where the transform is trivial, 1 x 1)."""
     torch.manual_seed(0)
     mixer = _activate_dswg(cls(8, size, **options)).eval()
+    twin = cls(8, size, overwrite_spectrum=False, **options).eval()
+    twin.load_state_dict(mixer.state_dict())
     x = torch.randn(2, *size, 8)
     before = x.clone()
     with torch.no_grad():
         overwritten = mixer(x)
     assert torch.equal(x, before)
+    calls = []  # the twin must not even ask whether it may overwrite
     for module in ("dsm_ref.mixers", "dsm_ref.dswg"):
-        monkeypatch.setattr(f"{module}.can_overwrite", lambda *tensors: False)
+        monkeypatch.setattr(f"{module}.can_overwrite", lambda *tensors: calls.append(1))
     with torch.no_grad():
-        out_of_place = mixer(x)
+        out_of_place = twin(x)
+    assert not calls
     if cls is GlobalFilter:
         torch.testing.assert_close(overwritten, out_of_place, rtol=1e-6, atol=1e-7)
     else:

@@ -102,6 +102,7 @@ MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
     MixerArm("dsm_matmul", "dsm", {"dct_method": "matmul"}),
     MixerArm("dsm_fft", "dsm", {"dct_method": "fft"}),
     MixerArm("dsm_static", "static", {"dct_method": "matmul"}),
+    MixerArm("dsm_out_of_place", "dsm", {"overwrite_spectrum": False}),
     MixerArm("dsm_log", "dsm", {"dct_method": "matmul", "descriptor": "log"}),
     MixerArm("gfnet", "gfnet"),
     MixerArm("gfnet_upstream", "gfnet", implementation=GFNetUpstreamFilter),
@@ -114,7 +115,9 @@ MIXER_ARMS: dict[str, MixerArm] = {arm.label: arm for arm in (
 the same mixer with the matmul DCT at every size, and ``dsm_static`` its twin without the DSWG
 (also the matmul DCT), so their ratio is what the band selector costs; ``dsm_log`` is
 ``dsm_matmul`` with the DSWG descriptor it had before, ``log(1 + |S|)`` of every coefficient of
-every channel; ``gfnet_upstream`` is GFNet's filter as its authors' code computes it
+every channel; ``dsm_out_of_place`` is ``dsm_auto`` writing its spectral product into a new
+tensor at inference instead of into the DCT's output (the same in training); ``gfnet_upstream``
+is GFNet's filter as its authors' code computes it
 (:class:`GFNetUpstreamFilter`), beside ours (``gfnet``)."""
 
 MIXERS: dict[str, Callable[..., nn.Module]] = {

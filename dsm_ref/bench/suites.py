@@ -520,8 +520,11 @@ def bench_mixers(
 # (a dense-prediction input: 112 x 112 tokens of 64 channels).
 STAGE_MODELS: tuple[tuple[str, int, int | None], ...] = (("dsm_s", 224, None), ("dsm_t", 448, 1))
 # The arms timed there: the default DSM mixer, its matmul twin (the same code below the auto
-# crossover: the benchmark's own check), its static twin (the DSWG's cost) and GFNet's filter.
-STAGE_ARMS = ("dsm_auto", "dsm_matmul", "dsm_static", "gfnet")
+# crossover: the benchmark's own check), its static twin (the DSWG's cost), GFNet's filter, the
+# default mixer multiplying into a new tensor at inference (what writing into the DCT's output
+# gains) and GFNet's filter as its authors' code runs it (ours against theirs).
+STAGE_ARMS = ("dsm_auto", "dsm_matmul", "dsm_static", "gfnet", "dsm_out_of_place",
+              "gfnet_upstream")
 
 
 def bench_stages(
