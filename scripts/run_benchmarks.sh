@@ -29,7 +29,7 @@ if [ "$DEVICE" = cpu ]; then
         --target-time 0.1 --min-reps 1 --rounds 9 --warmup 1 --max-call-time 1.0 --compile both \
         --compile-mixers dsm_matmul --json "$OUT/cpu_mixers.json"
     # the DSWG's cost, GFNet's filter (ours and its authors') and what writing the product into
-    # the DCT's output gains, at the shapes dsm_s (and dsm_t at 448 px) run (~20 min)
+    # the DCT's output gains, at the shapes dsm_s (and dsm_t at 448 px) run (~2 min)
     "$PYTHON" -m dsm_ref bench stages --device cpu "${THREAD_ARGS[@]}" --target-time 0.1 \
         --min-reps 1 --rounds 13 --warmup 1 --json "$OUT/cpu_stages.json"
     "$PYTHON" -m dsm_ref bench models --device cpu "${THREAD_ARGS[@]}" --batch 16 \
