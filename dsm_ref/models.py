@@ -55,6 +55,7 @@ __all__ = [
     "init_weights",
     "list_models",
     "mixer_options",
+    "EXECUTION_OPTIONS",
     "spelled_out_options",
     "register_model",
     "weight_decay_groups",
@@ -72,6 +73,11 @@ TOKEN_MIXERS: dict[str, MixerFactory] = {
     "dwconv": DepthwiseConvMixer,
     "identity": IdentityMixer,
 }
+
+
+# Mixer options that change how a mixer computes, not what: a model built with either value
+# computes the same function and trains the same way, so an ablation's run key leaves them out.
+EXECUTION_OPTIONS = frozenset({"overwrite_spectrum"})
 
 
 def mixer_options(token_mixer: str, options: dict[str, Any] | None = None) -> dict[str, Any]:

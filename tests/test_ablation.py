@@ -2,6 +2,7 @@
 
 import json
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from dsm_ref.ablation.sharing import _claim
 from dsm_ref.cli import main as cli
 from dsm_ref.dswg import DESCRIPTORS
 from dsm_ref.mixers import DynamicSpectrumMixer
-from dsm_ref.models import TOKEN_MIXERS, mixer_options
+from dsm_ref.models import EXECUTION_OPTIONS, TOKEN_MIXERS, mixer_options
 
 TOY = ablation.Budget(epochs=1, n_train=32, n_test=16, batch_size=16)
 
@@ -233,6 +234,22 @@ def test_run_key_names_the_model_with_its_defaults(monkeypatch):
     monkeypatch.setitem(TOKEN_MIXERS, "dsm",
                         partial(DynamicSpectrumMixer, dynamic=True, spectrum_length=8))
     assert studies["dynamic_vs_static"].arm("dynamic").key(budget, "cifar10") == length_8
+
+
+def test_execution_options_leave_run_keys_and_stored_weights_as_they_were():
+    """Options that change how a mixer computes, not what (``EXECUTION_OPTIONS``), are left out
+    of run keys: either value trains the same model, and the weights notebook 06 loads (stored
+    before the option existed) are still found."""
+    assert EXECUTION_OPTIONS <= set(mixer_options("dsm")) & set(mixer_options("gfnet"))
+    stored = Path(__file__).resolve().parents[1] / "data" / "results" / "cpu-distractors"
+    budget = ablation.Budget(**json.loads(
+        (stored / "dswg_form-distractors.json").read_text())["budget"])
+    for name in ("DSWG", "DSWG, first form"):
+        arm = ablation.STUDIES["dswg_form"].arm(name).with_mixer_options(descriptor="log")
+        assert ablation.weights_path(stored, "distractors", arm, budget, 0).exists()
+        for option in EXECUTION_OPTIONS:
+            other = arm.with_mixer_options(**{option: not mixer_options("dsm")[option]})
+            assert other.key(budget, "distractors") == arm.key(budget, "distractors")
 
 
 def test_an_arm_with_a_default_spelled_out_keeps_its_runs():

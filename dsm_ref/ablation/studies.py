@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..checks import check_choice
 from ..data import dataset_task
 from ..flops import EXTRA_FLOP_FORMULAS
-from ..models import DSM, TOKEN_MIXERS, create_model, mixer_options
+from ..models import DSM, EXECUTION_OPTIONS, TOKEN_MIXERS, create_model, mixer_options
 
 __all__ = ["Arm", "Study", "Budget", "Pretraining", "STUDIES", "DENSE_STUDIES", "STUDY_DATA",
            "DENSE_DATA", "PRETRAIN_DATA", "TASK_METRICS", "DEFAULT_BUDGETS", "QUALITY_MARGIN",
@@ -121,11 +121,15 @@ def _resolved(model_options: dict[str, Any]) -> dict[str, Any]:
     """``model_options`` with every mixer option spelled out, defaults included
     (:func:`dsm_ref.models.mixer_options`). A run's key then names the model it trains:
     ``spectrum_length=4`` and no option at all share one cached run, and a changed default
-    gives new runs instead of silently reusing stale ones."""
+    gives new runs instead of silently reusing stale ones. Options that change only how the
+    mixer computes (:data:`dsm_ref.models.EXECUTION_OPTIONS`) are left out: they train the same
+    model."""
     name = model_options.get("token_mixer")
     if name not in TOKEN_MIXERS:
         return model_options
-    options = mixer_options(name, model_options.get("mixer_options"))
+    options = {key: value for key, value in
+               mixer_options(name, model_options.get("mixer_options")).items()
+               if key not in EXECUTION_OPTIONS}
     if options.get("dct_method") == "auto":
         # "auto" takes the matmul at every grid below dsm_ref.dct.AUTO_CROSSOVER (224 per side),
         # far above the grids the studies train on, so its runs are the matmul's (the default
