@@ -136,7 +136,7 @@ class _Run:
         try:
             self._setup(config, model, datasets)
         except BaseException:
-            self.close()
+            self.close(finished=False)
             raise
 
     # setup ----------------------------------------------------------------------------------
@@ -510,12 +510,14 @@ class _Run:
             checkpoint_path=str(checkpoint) if checkpoint else None, stop_signal=signum,
         )
 
-    def close(self) -> None:
+    def close(self, finished: bool) -> None:
         if self.proc.owns_group and dist.is_initialized():
-            # every rank reaches teardown before any tears down: a rank that destroyed the
-            # group (and exited) while another was still finishing aborted that one at exit
-            # now and then (gloo, 2 processes on a loaded 2-core machine: 1 run in 10)
-            dist.barrier()
+            if finished:
+                # every rank reaches teardown before any tears down: a rank that destroyed the
+                # group (and exited) while another was still finishing aborted that one at exit
+                # now and then (gloo, 2 processes on a loaded 2-core machine: 1 run in 10). A
+                # rank that failed does not wait: its peers then fail fast instead of hanging.
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -542,8 +544,11 @@ def train(
     Deterministic on CPU for a given ``config.seed`` (and thread count).
     """
     run = _Run(config, model, datasets, on_step_end, on_epoch_end, metadata)
+    finished = False
     try:
-        return run.run()
+        result = run.run()
+        finished = True
+        return result
     finally:
-        run.close()
+        run.close(finished=finished)
 
